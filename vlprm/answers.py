@@ -1,0 +1,713 @@
+"""Extract and check final answers in VLM outputs.
+
+Two steps, kept apart so voting and checking agree on what "the answer" is:
+
+* `extract_answer(text, options, answer_type)` finds the model's final answer in a free-form
+  solution: the last ``\\boxed{}``, else an "answer is ..." phrase, else a bare final line.
+  Option letters and option texts are mapped to a letter when options are known.
+* `is_correct(pred, gold, answer_type, ...)` compares an extracted answer with the reference:
+  multiple choice by letter, numbers with tolerance (and MathVista's ``precision`` rounding),
+  expressions with math-verify, text case-insensitively.
+
+`check_answer(text, problem)` chains both for a `vlprm.data.schema.Problem` (or a dict with the
+same fields); `normalize_answer` gives the key majority / weighted voting group by.
+
+math-verify (and sympy behind it) is imported lazily: importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import string
+import threading
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+OPTION_LETTERS = string.ascii_uppercase
+NUMERIC_TYPES = ("integer", "float")
+
+# Inputs longer than this never reach math-verify: long junk is where sympy hangs, and a real
+# final answer is never this long.
+MATH_VERIFY_MAX_CHARS = 500
+
+
+# --------------------------------------------------------------------------- option letters
+
+
+def option_letter(i: int) -> str:
+    """The letter of the i-th option (0 -> "A"). Raises ValueError outside A-Z."""
+    if not 0 <= i < len(OPTION_LETTERS):
+        raise ValueError(f"option index {i} is outside A-Z (0..{len(OPTION_LETTERS) - 1})")
+    return OPTION_LETTERS[i]
+
+
+def letter_to_index(letter: str) -> int:
+    """The index of an option letter ("B" or "b" -> 1). Raises ValueError for anything else."""
+    s = letter.strip() if isinstance(letter, str) else ""
+    if len(s) != 1 or s.upper() not in OPTION_LETTERS:
+        raise ValueError(f"not an option letter: {letter!r}")
+    return OPTION_LETTERS.index(s.upper())
+
+
+# --------------------------------------------------------------------------- boxed
+
+
+_BOX_RE = re.compile(r"\\(?:boxed|fbox)\b")
+
+
+def _balanced_group(text: str, start: int) -> tuple[str, int] | None:
+    """Content of the brace group opening at text[start] == "{", and the index after it.
+
+    Escaped braces (\\{ and \\}) are content, not structure. None if it never closes.
+    """
+    depth = 0
+    i = start
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\":
+            i += 2  # skip the escaped character, whatever it is
+            continue
+        if ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+            if depth == 0:
+                return text[start + 1 : i], i + 1
+        i += 1
+    return None
+
+
+def extract_boxed(text: str | None) -> str | None:
+    """Content of the LAST ``\\boxed{...}`` (or ``\\fbox{...}``) in text, nested braces kept.
+
+    ``\\boxed {x}`` (space before the brace) and ``\\boxed 5`` (a single token) are accepted.
+    If the last box never closes (a truncated output) the result is None: an earlier box is
+    not the final answer.
+    """
+    if not text:
+        return None
+    matches = list(_BOX_RE.finditer(text))
+    if not matches:
+        return None
+    m = matches[-1]
+    i = m.end()
+    while i < len(text) and text[i].isspace():
+        i += 1
+    if i < len(text) and text[i] == "{":
+        group = _balanced_group(text, i)
+        return None if group is None else group[0].strip()
+    if i > m.end():  # "\boxed 5": LaTeX takes the next token as the argument
+        tok = re.match(r"[^\s$]+", text[i:])
+        return tok.group(0) if tok else None
+    return None
+
+
+# --------------------------------------------------------------------------- cleaning helpers
+
+_TEXT_WRAP_RE = re.compile(r"\\(?:text|textbf|textit|textrm|mathrm|mathbf|mathit|mbox|operatorname)\s*\{([^{}]*)\}")
+_WHOLE_TEXT_WRAP_RE = re.compile(r"^\\(?:text|textbf|textit|textrm|mathrm|mathbf|mbox)\s*\{([^{}]*)\}$")
+
+
+def _strip_text_wrappers(s: str) -> str:
+    """Replace \\text{x}, \\mathrm{x}, ... by x (repeatedly, for nested wrappers)."""
+    prev = None
+    while prev != s:
+        prev, s = s, _TEXT_WRAP_RE.sub(r"\1", s)
+    return s
+
+
+def _strip_math_delims(s: str) -> str:
+    s = s.strip()
+    for left, right in (("$$", "$$"), ("\\[", "\\]"), ("\\(", "\\)"), ("$", "$")):
+        if len(s) >= len(left) + len(right) and s.startswith(left) and s.endswith(right):
+            s = s[len(left) : len(s) - len(right)].strip()
+    return s
+
+
+def _clean_answer(s: str) -> str:
+    """Light cleanup of an extracted span: math delimiters, markdown bold, trailing period.
+
+    Deliberately keeps LaTeX (\\frac, \\sqrt, units) so math-verify sees the expression.
+    """
+    s = s.strip()
+    s = re.sub(r"^\*+|\*+$", "", s).strip()  # **B** / **Answer:** leftovers
+    s = s.rstrip(" .;,:")
+    s = _strip_math_delims(s)
+    m = _WHOLE_TEXT_WRAP_RE.match(s)
+    if m:  # \text{red} as the whole answer is just "red"
+        s = m.group(1).strip()
+    return s.rstrip(" .;,").strip()
+
+
+def normalize_text(s: str | None) -> str:
+    """Lower-case, LaTeX text wrappers removed, punctuation dropped, whitespace collapsed,
+    a leading article ("a", "an", "the") dropped. Used for text answers and option texts."""
+    if s is None:
+        return ""
+    s = _strip_text_wrappers(_strip_math_delims(str(s)))
+    s = s.replace("\\%", "%").replace("\\", " ").lower()
+    # Keep letters, digits, %, '.' between digits (3.5), '-' (signs, hyphenated words).
+    s = re.sub(r"(?<!\d)\.|\.(?!\d)", " ", s)
+    s = re.sub(r"[^\w\s%.\-]", " ", s)
+    s = re.sub(r"\s+", " ", s).strip()
+    s = re.sub(r"^(?:a|an|the)\s+", "", s)
+    return s
+
+
+# --------------------------------------------------------------------------- numbers
+
+
+@dataclass(frozen=True)
+class _Number:
+    value: float
+    percent: bool
+
+
+_NUM_BODY = r"(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?"
+_NUM_FULL_RE = re.compile(rf"^(?P<sign>[-+]?)\s*(?P<num>{_NUM_BODY})$")
+_FRAC_RE = re.compile(r"^(?P<sign>[-+]?)\s*\\[dt]?frac\s*\{\s*(?P<a>[-+]?" + _NUM_BODY + r")\s*\}\s*\{\s*(?P<b>[-+]?" + _NUM_BODY + r")\s*\}$")
+_FRAC_SHORT_RE = re.compile(r"^(?P<sign>[-+]?)\s*\\[dt]?frac(?P<a>\d)(?P<b>\d)$")
+_SLASH_RE = re.compile(rf"^(?P<sign>[-+]?)\s*(?P<a>{_NUM_BODY})\s*/\s*(?P<b>{_NUM_BODY})$")
+# A trailing unit: up to four words, each optionally with a power (cm^2, m²), or a per-unit
+# (m/s, km/h). Possessive letter runs keep this linear on long prose (no backtracking).
+_UNIT_WORD = r"[a-zA-Zµμ°Ω]++\.?(?:\s*+(?:\^\s*\{?\d\}?|[²³]))?"
+_UNIT_RE = re.compile(rf"\s*{_UNIT_WORD}(?:\s*/\s*{_UNIT_WORD})?(?:\s+{_UNIT_WORD}){{0,3}}\s*$")
+_LHS_RE = re.compile(r"^[a-zA-Z][\w{}\\]{0,12}\s*(?:=|≈|\\approx)\s*")
+
+
+def _to_float(tok: str) -> float:
+    return float(tok.replace(",", ""))
+
+
+def _parse_number(s: Any) -> _Number | None:
+    """A number written the ways models write numbers, or None if s is not one number."""
+    if s is None:
+        return None
+    if isinstance(s, bool):
+        return None
+    if isinstance(s, (int, float)):
+        return None if math.isnan(s) else _Number(float(s), False)
+    t = str(s).strip()
+    if not t or len(t) > 100:
+        return None
+    boxed = extract_boxed(t)
+    if boxed is not None and re.fullmatch(r"\s*\$?\s*\\(?:boxed|fbox)\s*\{.*\}\s*\$?\s*\.?", t, re.S):
+        t = boxed
+    t = _strip_math_delims(t)
+    t = t.replace("−", "-").replace("–", "-").replace("\\!", "").replace("{,}", ",")
+    t = t.replace("\\,", "").replace("\\;", " ").replace("\\ ", " ").replace("~", " ")
+    t = _strip_text_wrappers(t)
+    t = _LHS_RE.sub("", t)  # "x = 5" -> "5"
+    t = t.strip().rstrip(".").strip()
+    # Degrees and currency carry no value.
+    t = re.sub(r"\^\s*\{?\s*\\circ\s*\}?|°|\\circ\b|\\degree\b", "", t)
+    t = re.sub(r"^(?:\\\$|\$|USD|US\$|€|£|¥)\s*", "", t)
+    t = re.sub(r"^([-+])\s*(?:\\\$|\$|€|£)\s*", r"\1", t)  # -$12
+    percent = False
+    t = t.strip()
+    if t.endswith("\\%") or t.endswith("%"):
+        percent = True
+        t = t[:-2] if t.endswith("\\%") else t[:-1]
+    elif re.search(r"\s(?:percent|per cent)$", t, re.I):
+        percent = True
+        t = re.sub(r"\s(?:percent|per cent)$", "", t, flags=re.I)
+    t = t.strip()
+
+    def signed(sign: str, v: float) -> float:
+        return -v if sign == "-" else v
+
+    for candidate in (t, _UNIT_RE.sub("", t).strip() if not percent else t):
+        if not candidate:
+            continue
+        m = _NUM_FULL_RE.match(candidate)
+        if m:
+            return _Number(signed(m["sign"], _to_float(m["num"])), percent)
+        m = _FRAC_RE.match(candidate) or _FRAC_SHORT_RE.match(candidate) or _SLASH_RE.match(candidate)
+        if m:
+            b = _to_float(m["b"])
+            if b == 0:
+                return None
+            return _Number(signed(m["sign"], _to_float(m["a"]) / b), percent)
+    return None
+
+
+def normalize_number(s: Any) -> float | None:
+    """The value of s if it is a single number, else None.
+
+    Accepts thousands separators ("1,234"), signs (also the Unicode minus), currency ("$12"),
+    units ("3.5 cm", "12 m^2"), degrees ("45^\\circ"), percent ("45%" -> 45.0: the number as
+    written; `is_correct` also accepts 0.45 for it), simple fractions ("3/4", "\\frac{3}{4}"),
+    "x = 5", and math delimiters. Anything more is left to math-verify.
+    """
+    n = _parse_number(s)
+    return None if n is None else n.value
+
+
+# Numbers inside running text: not part of a word, an exponent or a decimal.
+_NUM_IN_TEXT_RE = re.compile(
+    rf"(?<![\w.^_])(?:-|−)?(?:\\?\$\s*)?{_NUM_BODY}(?:\s*(?:\\?%|percent\b))?"
+)
+
+
+def _numbers_in(text: str) -> list[str]:
+    return [m.group(0).strip() for m in _NUM_IN_TEXT_RE.finditer(text)]
+
+
+# --------------------------------------------------------------------------- options
+
+
+_LETTER_ONLY_RE = re.compile(
+    r"^\s*(?:(?:option|choice)\s*)?[\(\[]?\s*(?P<l>[A-Za-z])\s*[\)\]]?\s*[.:]?\s*$", re.I
+)
+_LETTER_LEAD_RE = re.compile(
+    r"^\s*(?:(?:option|choice)\s*)?(?:[\(\[]\s*(?P<l1>[A-Za-z])\s*[\)\]]|(?P<l2>[A-Za-z])\s*[.:)])\s*(?P<rest>.*)$",
+    re.I | re.S,
+)
+
+
+def _letter_in_range(letter: str, options: Sequence[str] | None) -> bool:
+    return options is None or letter_to_index(letter) < len(options)
+
+
+def _as_letter(s: str, options: Sequence[str] | None, mc: bool, strict: bool = False) -> str | None:
+    """The option letter s is written as ("B", "(b)", "**B**", "B. red", ...), else None.
+
+    Lower-case letters and "letter + text" forms count only in a multiple-choice context
+    (options known or answer_type multiple_choice), so "a triangle" never becomes option A.
+    strict (used on a bare last line, where a CoT may just be listing options) accepts
+    "B. text" only when text is that option's text.
+    """
+    s = _strip_text_wrappers(_clean_answer(s)) if s else s
+    if not s:
+        return None
+    m = _LETTER_ONLY_RE.match(s)
+    if m:
+        letter = m["l"]
+        return letter.upper() if (letter.isupper() or mc) else None
+    if not mc:
+        return None
+    m = _LETTER_LEAD_RE.match(s)
+    if not m:
+        return None
+    letter = (m["l1"] or m["l2"]).upper()
+    rest = m["rest"].strip()
+    if not strict or not rest:
+        # A letter followed by text is the model's choice of letter, even when the text does
+        # not match that option: the letter is what it committed to.
+        return letter
+    if options is not None and letter_to_index(letter) < len(options):
+        if normalize_text(rest) == normalize_text(options[letter_to_index(letter)]):
+            return letter
+    return None
+
+
+def _match_option_text(s: str, options: Sequence[str] | None) -> str | None:
+    """The letter of the option whose text s is (normalized text, then numeric value)."""
+    if not options:
+        return None
+    key = normalize_text(s)
+    if not key:
+        return None
+    hits = [i for i, o in enumerate(options) if normalize_text(o) == key]
+    if len(hits) == 1:
+        return option_letter(hits[0])
+    if hits:  # duplicate option texts: ambiguous
+        return None
+    v = _parse_number(s)
+    if v is not None:
+        hits = [i for i, o in enumerate(options) if (ov := _parse_number(o)) is not None and _close(ov.value, v.value)]
+        if len(hits) == 1:
+            return option_letter(hits[0])
+    return None
+
+
+def _find_option_in(span: str, options: Sequence[str] | None) -> str | None:
+    """A single option letter "(C)" or a single option text inside a longer answer span
+    ("45 degrees (C)", "red, as the legend shows")."""
+    letters = {l for l in re.findall(r"[\(\[]([A-Z])[\)\]]", span) if _letter_in_range(l, options)}
+    if len(letters) == 1:
+        return letters.pop()
+    if options:
+        key = f" {normalize_text(span)} "
+        texts = [normalize_text(o) for o in options]
+        hits = [i for i, t in enumerate(texts) if len(t) >= 2 and f" {t} " in key]
+        # An option text inside a longer hit ("red" inside "dark red") is not a separate hit.
+        hits = [i for i in hits if not any(j != i and texts[i] in texts[j] for j in hits)]
+        if len(hits) == 1:
+            return option_letter(hits[0])
+    return None
+
+
+def _resolve_choice(span: str, options: Sequence[str] | None, mc: bool, strict: bool = False) -> str | None:
+    """Map an answer span to an option letter: letter forms first, then exact option text."""
+    letter = _as_letter(span, options, mc, strict)
+    if letter is not None:
+        return letter
+    return _match_option_text(span, options)
+
+
+# --------------------------------------------------------------------------- extraction
+
+
+# A phrase that introduces a final answer. The connector ("is", ":", "=") is required so
+# "the answer choices are" or "to answer this" never match; the span is a lookahead so a
+# later phrase on the same line is still found.
+_ANSWER_PHRASE_RE = re.compile(
+    r"(?:final\s+answer|correct\s+(?:answer|option|choice)|answer)\s*(?:\*\*)?\s*"
+    r"(?:(?:is|would\s+be|should\s+be|will\s+be|=)\s*:?|:)\s*(?:\*\*)?\s*(?=(?P<span>[^\n]*))",
+    re.I,
+)
+_OPTION_IS_CORRECT_RE = re.compile(
+    r"(?:option|choice)\s*\(?(?P<l>[A-Z])\)?\s+is\s+(?:the\s+)?(?:correct|right)\b", re.I
+)
+_FILLER_RE = re.compile(r"^(?:therefore|thus|so|clearly|indeed|then|hence)\b\s*,?\s*", re.I)
+_ANSWER_HEADER_RE = re.compile(r"[#*\s]*(?:final\s+answer|answer)[*:\s]*", re.I)
+
+
+def _looks_latex(s: str) -> bool:
+    """A short LaTeX math value ("2\\sqrt{3}", "\\pi/2"), not prose with a number in it."""
+    return len(s) <= 60 and bool(re.search(r"\\[a-zA-Z]+", s)) and not re.search(r"[a-zA-Z]{3,}\s+[a-zA-Z]{3,}", _strip_text_wrappers(s))
+
+
+def _cut_sentence(span: str) -> str:
+    """The first sentence of a span: stop at ". ", "; " or a ", because ..." continuation."""
+    m = re.match(
+        r"(.*?)(?:\.(?:\s|$)|;\s|,\s*(?:because|since|as|which|so)\b|\s+(?:because|since)\b)",
+        span + " ",
+        re.I | re.S,
+    )
+    return (m.group(1) if m else span).strip()
+
+
+def _from_span(span: str, options: Sequence[str] | None, answer_type: str | None, mc: bool) -> tuple[str | None, bool]:
+    """(answer, fits): the answer a phrase span gives, and whether it has the expected kind
+    (a letter for multiple choice, a number for numeric types)."""
+    span = _FILLER_RE.sub("", span.strip())
+    boxed = extract_boxed(span)
+    if boxed is not None:
+        span = boxed
+    sentence = _clean_answer(_cut_sentence(span))
+    if not sentence:
+        return None, False
+    if mc:
+        letter = _resolve_choice(sentence, options, mc) or _find_option_in(span, options)
+        if letter is not None:
+            return letter, True
+        return sentence, False
+    if answer_type in NUMERIC_TYPES:
+        if _parse_number(sentence) is not None or _looks_latex(sentence):
+            return sentence, True  # a LaTeX value ("2\sqrt{3}") is evaluated when checked
+        nums = _numbers_in(sentence)
+        if nums:
+            return _clean_answer(nums[0]), True
+        return sentence, False
+    if options is None:
+        # An unknown answer type still gets upper-case letters: "The answer is (B)."
+        letter = _as_letter(sentence, None, False)
+        if letter is not None:
+            return letter, True
+    return sentence, True
+
+
+def extract_answer(text: str | None, options: Sequence[str] | None = None, answer_type: str | None = None) -> str | None:
+    """The final answer in a model output, or None if it gives none.
+
+    Order: the last ``\\boxed{}``; else the last "answer is ..." / "Answer: ..." /
+    "final answer: ..." / "Option C is correct" phrase (going back to an earlier phrase if
+    the last one does not hold an answer of the expected kind); else the last line, if it is
+    a bare answer (an option letter, an option's text, or, for numeric types, a line with
+    exactly one number); else the whole text, if it is one short line.
+
+    With options (or answer_type "multiple_choice") the result is an option letter when the
+    answer is written as one ("(B)", "B.", "B)", "**B**", "b") or as an option's text
+    ("\\boxed{red}", "\\boxed{B. red}"); a letter beyond the options is returned as written, so
+    it is checked (and fails) rather than silently dropped. For numeric types the number is
+    returned with its unit / percent sign ("3.5 cm"); LaTeX is kept for math-verify.
+    """
+    if text is None:
+        return None
+    text = str(text)
+    mc = options is not None or answer_type == "multiple_choice"
+
+    boxed = extract_boxed(text)
+    if boxed is None and _BOX_RE.search(text):
+        return None  # the final box never closes: a truncated output has no answer
+    if boxed is not None:
+        cleaned = _clean_answer(boxed)
+        if not cleaned:
+            return None
+        letter = _resolve_choice(cleaned, options, mc) if (mc or options is None) else None
+        return letter if letter is not None else cleaned
+
+    # Answer phrases, latest first; the first whose span fits the expected kind wins.
+    found: list[tuple[int, str | None, bool]] = []
+    for m in _ANSWER_PHRASE_RE.finditer(text):
+        ans, fits = _from_span(m["span"], options, answer_type, mc)
+        if ans is not None:
+            found.append((m.start(), ans, fits))
+    for m in _OPTION_IS_CORRECT_RE.finditer(text):
+        letter = m["l"].upper()
+        if mc or m["l"].isupper():
+            found.append((m.start(), letter, True))
+    if found:
+        found.sort(key=lambda f: f[0])
+        fitting = [f for f in found if f[2]]
+        # A multiple-choice answer that is no option is still the model's answer (and wrong);
+        # a numeric phrase without a number ("the answer is unclear") is no answer.
+        if fitting or mc:
+            return (fitting or found)[-1][1]
+
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    if not lines:
+        return None
+    if len(lines) >= 2 and _ANSWER_HEADER_RE.fullmatch(lines[-2]):
+        # "**Final Answer**" alone on a line, the answer on the next one.
+        ans, _ = _from_span(lines[-1], options, answer_type, mc)
+        return ans
+    last = _clean_answer(lines[-1])
+    if mc:
+        return _resolve_choice(last, options, mc, strict=True)
+    if options is None and _LETTER_ONLY_RE.match(last) and _as_letter(last, None, False):
+        return _as_letter(last, None, False)
+    if answer_type in NUMERIC_TYPES:
+        if _parse_number(last) is not None:
+            return last
+        m = re.search(r"\$([^$]+)\$\W*$", lines[-1])
+        if m and (_parse_number(m.group(1)) is not None or _looks_latex(m.group(1))):
+            return m.group(1).strip()  # the line ends in a math value: "... is $2\sqrt{3}$."
+        # "Step 4:" / "4." / "- " prefixes number the line, they are not its content.
+        body = re.sub(r"^(?:[#*\-\s]*(?:step|part)\s*\d+\s*[:.)]|\s*\d+[.)]\s)\s*", "", last, flags=re.I)
+        # Only the last sentence: "There are 3 circles and 5 squares. So 8 in total."
+        body = re.split(r"(?<=[.!?])\s+(?=[A-Z])", body)[-1]
+        nums = _numbers_in(body)
+        # One number on the last line ("So the total is 42 apples.") is the answer; several
+        # ("so 3 + 4 = 7 and then") is an unfinished derivation, not an answer.
+        return _clean_answer(nums[0]) if len(nums) == 1 else None
+    if len(lines) == 1 and len(last) <= 64:
+        return last or None
+    return None
+
+
+# --------------------------------------------------------------------------- checking
+
+
+def _close(a: float, b: float, rel_tol: float = 1e-4, abs_tol: float = 1e-8) -> bool:
+    return math.isclose(a, b, rel_tol=rel_tol, abs_tol=abs_tol)
+
+
+def _number_candidates(n: _Number) -> list[float]:
+    # "45%" may mean 45 (gold written without %) or 0.45 (gold written as a fraction).
+    return [n.value, n.value / 100.0] if n.percent else [n.value]
+
+
+def _sympy_number(s: str) -> float | None:
+    """Numeric value of a LaTeX expression via math-verify ("2\\sqrt{3}" -> 3.464...)."""
+    parsed = _mv_parse(s)
+    for p in parsed or []:
+        try:
+            if getattr(p, "is_number", False):
+                v = complex(p.evalf())
+                if abs(v.imag) < 1e-12:
+                    return float(v.real)
+        except (Exception, ArithmeticError):
+            continue
+    return None
+
+
+def _mv_timeout(timeout: int | None) -> int | None:
+    # math-verify's timeout is signal.alarm based: allowed only in the main thread; elsewhere
+    # it raises, so run without it there (inputs are length-capped instead).
+    return timeout if threading.current_thread() is threading.main_thread() else None
+
+
+def _mv_parse(s: str, timeout: int | None = 5):
+    """math_verify.parse with the guards it needs; [] on any failure."""
+    if not s or len(s) > MATH_VERIFY_MAX_CHARS:
+        return []
+    try:
+        from math_verify import parse
+        from math_verify.errors import TimeoutException
+    except ImportError:  # pragma: no cover - math-verify is a hard requirement of the stack
+        return []
+    t = _mv_timeout(timeout)
+    s = s.strip()
+    # Bare LaTeX ("\frac{1}{2}") is only found inside math delimiters.
+    attempts = [s] if ("$" in s or "\\boxed" in s or "\\(" in s or "\\[" in s) else [f"${s}$", s]
+    for a in attempts:
+        try:
+            out = parse(a, parsing_timeout=t)
+        except (Exception, TimeoutException):  # TimeoutException derives from BaseException
+            out = []
+        if out:
+            return out
+    return []
+
+
+def math_equal(pred: str, gold: str, timeout: int | None = 5) -> bool:
+    """Whether pred and gold are the same mathematical object according to math-verify.
+
+    Never raises: parse failures, sympy errors and timeouts count as "not equal".
+    """
+    if pred is None or gold is None:
+        return False
+    try:
+        from math_verify import verify
+        from math_verify.errors import TimeoutException
+    except ImportError:  # pragma: no cover
+        return False
+    g = _mv_parse(str(gold), timeout)
+    p = _mv_parse(str(pred), timeout)
+    if not g or not p:
+        return False
+    try:
+        return bool(verify(g, p, timeout_seconds=_mv_timeout(timeout)))
+    except (Exception, TimeoutException):
+        return False
+
+
+def _numeric_equal(pred: Any, gold: Any, answer_type: str | None, precision: int | None,
+                   tolerance: float, abs_tol: float) -> bool | None:
+    """True/False if both sides are numbers; None if either is not (caller falls back)."""
+    p, g = _parse_number(pred), _parse_number(gold)
+    if p is None and answer_type in NUMERIC_TYPES and isinstance(pred, str):
+        v = _sympy_number(pred)  # "2\sqrt{3}" against 3.46
+        p = None if v is None else _Number(v, False)
+    if p is None or g is None:
+        return None
+    for pv in _number_candidates(p):
+        for gv in _number_candidates(g):
+            if answer_type == "integer":
+                # An integer answer must be an integer: 4.6 is not 5 (MathVista's int()).
+                if abs(pv - round(pv)) < 1e-6 and round(pv) == round(gv):
+                    return True
+            elif precision is not None:
+                # MathVista: round the prediction to the gold's stated decimals.
+                digits = int(precision)
+                if _close(round(pv, digits), round(gv, digits), 0.0, 0.5 * 10 ** (-digits - 2)):
+                    return True
+            elif _close(pv, gv, tolerance, abs_tol):
+                return True
+    return False
+
+
+def is_correct(
+    pred: Any,
+    gold: Any,
+    answer_type: str | None = None,
+    options: Sequence[str] | None = None,
+    precision: int | None = None,
+    tolerance: float = 1e-4,
+    abs_tol: float = 1e-8,
+    unit: str | None = None,
+) -> bool:
+    """Whether an extracted answer matches the reference answer.
+
+    * multiple_choice: both sides are turned into option letters (a letter, a letter form
+      like "(B)", or an option's text) and compared; a letter beyond the options is wrong.
+    * integer: the prediction must be an integer equal to the gold.
+    * float: with `precision` (MathVista), both rounded to that many decimals and compared;
+      otherwise relative `tolerance` / `abs_tol`. "45%" matches 45 and 0.45.
+    * expression: numbers compared as above, else math-verify (\\frac{1}{2} == 0.5).
+    * text: case / whitespace / punctuation-insensitive equality, then numbers, then
+      math-verify for LaTeX-looking answers.
+    A None or empty prediction is never correct. `unit` (from metadata) is stripped from
+    the prediction before text comparison.
+    """
+    if pred is None or gold is None:
+        return False
+    pred_s = str(pred).strip()
+    gold_s = str(gold).strip()
+    if not pred_s:
+        return False
+    if precision is not None:
+        try:
+            precision = int(precision)
+        except (TypeError, ValueError):
+            precision = None
+
+    if answer_type == "multiple_choice" or (options and answer_type is None):
+        gold_letter = _resolve_choice(gold_s, options, True)
+        pred_letter = _resolve_choice(pred_s, options, True)
+        if gold_letter is None and options is None:
+            return normalize_text(pred_s) == normalize_text(gold_s)
+        if pred_letter is None or gold_letter is None:
+            return False
+        if not _letter_in_range(pred_letter, options):
+            return False
+        return pred_letter == gold_letter
+
+    if unit:
+        pred_s = re.sub(rf"\s*(?:\\text\{{\s*)?{re.escape(unit)}\s*\}}?\s*$", "", pred_s).strip() or pred_s
+
+    numeric = _numeric_equal(pred_s, gold_s, answer_type, precision, tolerance, abs_tol)
+    if numeric is not None:
+        return numeric
+    if answer_type in NUMERIC_TYPES:
+        # A numeric gold with a non-numeric prediction: only a symbolic identity can save it.
+        return _parse_number(gold_s) is None and math_equal(pred_s, gold_s)
+
+    if answer_type in ("text", None):
+        if normalize_text(pred_s) == normalize_text(gold_s):
+            return True
+        if not re.search(r"[\\^_{}=/]|\d", gold_s + pred_s):
+            # Plain words: math-verify would read "red" as r*e*d and call "der" equal.
+            return False
+    if answer_type == "expression" and normalize_text(pred_s) == normalize_text(gold_s):
+        return True
+    return math_equal(pred_s, gold_s)
+
+
+def _field(problem: Any, name: str, default: Any = None) -> Any:
+    if isinstance(problem, dict):
+        return problem.get(name, default)
+    return getattr(problem, name, default)
+
+
+def check_answer(pred: str | None, problem: Any, *, extract: bool = True) -> bool:
+    """Check a model output (or an already extracted answer) against a problem.
+
+    problem is a `Problem` or a dict with answer, answer_type, options and metadata (which
+    may hold "precision" and "unit"). With extract=True (default) the answer is first
+    extracted from pred; extraction is idempotent on bare answers ("B", "0.5", "red").
+    """
+    options = _field(problem, "options")
+    answer_type = _field(problem, "answer_type")
+    metadata = _field(problem, "metadata") or {}
+    if pred is None:
+        return False
+    ans = extract_answer(pred, options=options, answer_type=answer_type) if extract else pred
+    return is_correct(
+        ans,
+        _field(problem, "answer"),
+        answer_type,
+        options=options,
+        precision=metadata.get("precision"),
+        unit=metadata.get("unit"),
+    )
+
+
+def normalize_answer(ans: str | None, answer_type: str | None = None, options: Sequence[str] | None = None) -> str | None:
+    """A canonical key for an extracted answer, for majority / weighted voting.
+
+    Option letters for multiple choice, a plain number for numeric answers ("1,234 cm" and
+    "1234" vote together), normalized text otherwise. None stays None.
+    """
+    if ans is None:
+        return None
+    s = str(ans).strip()
+    if not s:
+        return None
+    if answer_type == "multiple_choice" or options:
+        letter = _resolve_choice(s, options, True)
+        if letter is not None:
+            return letter
+    n = _parse_number(s)
+    if n is not None:
+        v = n.value
+        if answer_type == "integer" and abs(v - round(v)) < 1e-6:
+            return str(int(round(v)))
+        return f"{v:.10g}" + ("%" if n.percent else "")
+    if answer_type in ("expression", None) and re.search(r"[\\^_{}=/]", s):
+        return re.sub(r"\s+", "", _strip_math_delims(s).replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac"))
+    return normalize_text(s)

@@ -72,6 +72,11 @@ class VLLMGenerator(Generator):
             limit_mm_per_prompt={"image": max_images_per_prompt},
             seed=seed,
         )
+        if not on_gpu:
+            # vLLM-CPU crashes when a seeded request's prefill is split across steps
+            # ("CPU Generator does not use offset"): never split prefills on CPU.
+            kwargs["enable_chunked_prefill"] = False
+            kwargs["max_num_batched_tokens"] = max(max_model_len, 8192)
         mm = {k: v for k, v in (("min_pixels", min_pixels), ("max_pixels", max_pixels)) if v}
         if mm:
             kwargs["mm_processor_kwargs"] = mm
@@ -129,4 +134,5 @@ def _completion(c, tokenizer) -> Completion:
                           else tokenizer.decode([tok_id]))
             top.append({(v.decoded_token or str(k)): v.logprob for k, v in lp.items()})
     return Completion(text=c.text, finish_reason=c.finish_reason, num_tokens=len(c.token_ids),
-                      logprobs=logprobs, tokens=tokens, top_logprobs=top)
+                      logprobs=logprobs, tokens=tokens, top_logprobs=top,
+                      stop_reason=getattr(c, "stop_reason", None))

@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 # Bump when the recipe changes so cached builds are rebuilt.
-RECIPE_VERSION = 3
+RECIPE_VERSION = 4
 
 SPECIAL_TOKENS = [
     "<|endoftext|>", "<|im_start|>", "<|im_end|>",
@@ -84,11 +84,27 @@ _LINES = [
 ]
 
 
+def _project_text() -> list[str]:
+    """Text the tiny model will actually read and write: our prompt templates and a few generated
+    puzzles (questions, options, gold facts and steps). Trained into the tokenizer so sequences
+    stay short. Deterministic: fixed puzzle seed, nothing written to disk."""
+    from vlprm import prompts
+    from vlprm.puzzles.generate import make_puzzle, resolve_types
+
+    lines = [v for k, v in sorted(vars(prompts).items()) if k.isupper() and isinstance(v, str)]
+    for family in resolve_types():
+        for i in range(4):
+            pz = make_puzzle(family, seed=777, index=i)
+            lines += [pz.question, pz.caption, pz.explanation, pz.deduction]
+            lines += list(pz.options) + list(pz.perception_facts) + list(pz.reasoning_steps)
+    return [x for x in lines if isinstance(x, str) and x]
+
+
 def _corpus() -> list[str]:
     import random
 
     rng = random.Random(1234)
-    lines = list(_LINES)
+    lines = list(_LINES) + _project_text() * 3
     for _ in range(3000):
         n = rng.randint(4, 14)
         words = [rng.choice(_WORDS) for _ in range(n)]

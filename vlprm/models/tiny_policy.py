@@ -1,0 +1,173 @@
+"""A tiny *policy*: the embedded tiny Qwen2.5-VL warmed up on gold puzzle solutions.
+
+A random-weight policy writes noise, so every solution is wrong and nothing downstream (MC
+labels, PRM training, best-of-N) has anything to separate. A couple of minutes of teacher-forced
+training on generated puzzles' gold solutions (perception facts, then reasoning steps, then a
+boxed letter) teaches it the structured format; being tiny, it still gets many answers wrong,
+which is what a policy for PRM data synthesis should look like. Deterministic for a seed.
+
+    python -m vlprm.models.tiny_policy --out .cache/tiny-policy
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from vlprm.models.tiny import RECIPE_VERSION, ensure_tiny_model
+
+POLICY_RECIPE_VERSION = 1
+
+
+def gold_solution_text(problem) -> str:
+    """The structured solution a perfect policy would write for a generated puzzle."""
+    from vlprm.data.schema import Step
+    from vlprm.steps import join_steps
+
+    md = problem.metadata or {}
+    facts = md.get("perception_facts") or []
+    reasoning = list(md.get("reasoning_steps") or [])
+    if not facts or not reasoning:
+        raise ValueError(f"puzzle {problem.id} has no gold perception_facts/reasoning_steps")
+    reasoning[-1] = reasoning[-1].rstrip() + f" Therefore, the final answer is \\boxed{{{problem.answer}}}."
+    steps = [Step(f, "perception") for f in facts] + [Step(r, "reasoning") for r in reasoning]
+    return join_steps(steps, "structured")
+
+
+def _encode(processor, problem, header_ids: list[int]):
+    from vlprm.backends.base import load_image, text_only_messages
+    from vlprm.prm.format import LabelTokens, find_label_positions
+    from vlprm.prompts import build_policy_messages
+
+    msgs = build_policy_messages(problem, "structured")
+    msgs.append({"role": "assistant", "content": [{"type": "text", "text": gold_solution_text(problem)}]})
+    text = processor.apply_chat_template(text_only_messages(msgs), tokenize=False)
+    enc = processor(text=[text], images=[load_image(p) for p in problem.images], return_tensors="pt")
+    ids = enc["input_ids"][0]
+    start = find_label_positions(ids.tolist(), LabelTokens(0, 0, header_ids))[-1]
+    labels = ids.clone()
+    labels[:start] = -100  # loss on the assistant answer only
+    return {"input_ids": ids, "labels": labels, "pixel_values": enc["pixel_values"],
+            "image_grid_thw": enc["image_grid_thw"]}
+
+
+def _collate(items, pad_id):
+    import torch
+
+    n = max(len(x["input_ids"]) for x in items)
+    ids = torch.full((len(items), n), pad_id, dtype=torch.long)
+    labels = torch.full((len(items), n), -100, dtype=torch.long)
+    mask = torch.zeros((len(items), n), dtype=torch.long)
+    for i, x in enumerate(items):
+        L = len(x["input_ids"])
+        ids[i, :L], labels[i, :L], mask[i, :L] = x["input_ids"], x["labels"], 1
+    return {"input_ids": ids, "labels": labels, "attention_mask": mask,
+            "pixel_values": torch.cat([x["pixel_values"] for x in items]),
+            "image_grid_thw": torch.cat([x["image_grid_thw"] for x in items])}
+
+
+def build_tiny_policy(out_dir: str | os.PathLike, *, base_dir: str | os.PathLike | None = None,
+                      n_puzzles: int = 180, epochs: int = 3, batch_size: int = 6, lr: float = 3e-3,
+                      seed: int = 0, log_every: int = 20) -> Path:
+    """Train the tiny policy into out_dir (model + processor) and return the path."""
+    import torch
+    from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+
+    from vlprm.data.benchmarks import load_benchmark
+    from vlprm.prm.format import LabelTokens
+    from vlprm.puzzles import generate_puzzles
+
+    out = Path(out_dir)
+    base = Path(base_dir) if base_dir else ensure_tiny_model(out.parent / "tiny-qwen2.5-vl")
+    t0 = time.time()
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        # A seed of our own, so the policy never trains on the puzzles a quickstart evaluates.
+        generate_puzzles(tmp, n_puzzles, seed=10_000 + seed)
+        problems = load_benchmark("puzzles", tmp)
+        processor = AutoProcessor.from_pretrained(base)
+        header = LabelTokens.from_tokenizer(processor.tokenizer).header_ids
+        data = [_encode(processor, p, header) for p in problems]
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(base, dtype=torch.float32)
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    n_steps = epochs * ((len(data) + batch_size - 1) // batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=n_steps, pct_start=0.1)
+    step, losses = 0, []
+    for _ in range(epochs):
+        order = list(range(len(data)))
+        rng.shuffle(order)
+        for b in range(0, len(order), batch_size):
+            batch = _collate([data[i] for i in order[b:b + batch_size]], processor.tokenizer.pad_token_id)
+            loss = model(**batch).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            opt.zero_grad()
+            losses.append(loss.item())
+            step += 1
+            if log_every and step % log_every == 0:
+                print(f"[tiny-policy] step {step}/{n_steps} loss {sum(losses[-log_every:]) / log_every:.3f}",
+                      flush=True)
+    model.eval()
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out, safe_serialization=True)
+    processor.save_pretrained(out)
+    meta = {"recipe_version": RECIPE_VERSION, "policy_recipe_version": POLICY_RECIPE_VERSION,
+            "seed": seed, "n_puzzles": n_puzzles, "epochs": epochs, "steps": step,
+            "first_loss": losses[0], "final_loss": sum(losses[-10:]) / min(10, len(losses)),
+            "seconds": round(time.time() - t0, 1)}
+    (out / "vlprm_tiny_policy.json").write_text(json.dumps(meta, indent=1))
+    print(f"[tiny-policy] {step} steps, loss {meta['first_loss']:.2f} -> {meta['final_loss']:.2f} "
+          f"in {meta['seconds']} s", flush=True)
+    return out
+
+
+def ensure_tiny_policy(out_dir: str | os.PathLike, seed: int = 0, **kw) -> Path:
+    """Build the tiny policy into out_dir unless an up-to-date build is there (atomic rename)."""
+    out = Path(out_dir)
+    marker = out / "vlprm_tiny_policy.json"
+    if marker.exists():
+        try:
+            meta = json.loads(marker.read_text())
+            if (meta.get("policy_recipe_version") == POLICY_RECIPE_VERSION
+                    and meta.get("recipe_version") == RECIPE_VERSION and meta.get("seed") == seed):
+                return out
+        except json.JSONDecodeError:
+            pass
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=out.name + ".build-", dir=out.parent))
+    try:
+        build_tiny_policy(tmp, seed=seed, **kw)
+        if out.exists():
+            shutil.rmtree(out, ignore_errors=True)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description="Warm up the tiny Qwen2.5-VL into a tiny puzzle policy.")
+    p.add_argument("--out", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-puzzles", type=int, default=180)
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--force", action="store_true")
+    args = p.parse_args(argv)
+    if args.force and Path(args.out).exists():
+        shutil.rmtree(args.out)
+    path = ensure_tiny_policy(args.out, seed=args.seed, n_puzzles=args.n_puzzles, epochs=args.epochs)
+    print(f"tiny policy ready at {path}")
+
+
+if __name__ == "__main__":
+    main()

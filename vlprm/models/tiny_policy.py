@@ -53,8 +53,11 @@ def _encode(processor, problem, header_ids: list[int]):
     start = find_label_positions(ids.tolist(), LabelTokens(0, 0, header_ids))[-1]
     labels = ids.clone()
     labels[:start] = -100  # loss on the assistant answer only
-    return {"input_ids": ids, "labels": labels, "pixel_values": enc["pixel_values"],
-            "image_grid_thw": enc["image_grid_thw"]}
+    out = {"input_ids": ids, "labels": labels, "pixel_values": enc["pixel_values"],
+           "image_grid_thw": enc["image_grid_thw"]}
+    if "mm_token_type_ids" in enc:  # needed for the 3-D (mrope) positions of image tokens
+        out["mm_token_type_ids"] = enc["mm_token_type_ids"][0]
+    return out
 
 
 def _collate(items, pad_id):
@@ -64,12 +67,18 @@ def _collate(items, pad_id):
     ids = torch.full((len(items), n), pad_id, dtype=torch.long)
     labels = torch.full((len(items), n), -100, dtype=torch.long)
     mask = torch.zeros((len(items), n), dtype=torch.long)
+    mm = torch.zeros((len(items), n), dtype=torch.long)
     for i, x in enumerate(items):
         L = len(x["input_ids"])
         ids[i, :L], labels[i, :L], mask[i, :L] = x["input_ids"], x["labels"], 1
-    return {"input_ids": ids, "labels": labels, "attention_mask": mask,
-            "pixel_values": torch.cat([x["pixel_values"] for x in items]),
-            "image_grid_thw": torch.cat([x["image_grid_thw"] for x in items])}
+        if "mm_token_type_ids" in x:
+            mm[i, :L] = x["mm_token_type_ids"]
+    batch = {"input_ids": ids, "labels": labels, "attention_mask": mask,
+             "pixel_values": torch.cat([x["pixel_values"] for x in items]),
+             "image_grid_thw": torch.cat([x["image_grid_thw"] for x in items])}
+    if "mm_token_type_ids" in items[0]:
+        batch["mm_token_type_ids"] = mm
+    return batch
 
 
 def build_tiny_policy(out_dir: str | os.PathLike, *, base_dir: str | os.PathLike | None = None,

@@ -1,0 +1,1 @@
+"""Test-time scaling evaluation (`runner`), its config and plots."""

@@ -121,6 +121,7 @@ class EvalConfig:
     shard: str | None = field(default=None, metadata={"help": "i/n: this process's share of the problems"})
     only_benchmarks: list[str] | None = field(default=None, metadata={"help": "restrict to these benchmark names"})
     plots: bool = True
+    sample_chunk: int = field(default=16, metadata={"help": "problems per generate call (a kill loses at most one chunk)"})
 
     def validate(self) -> "EvalConfig":
         if self.mode not in MODES:
@@ -160,7 +161,8 @@ class EvalConfig:
         d = dataclasses.asdict(self)
         # Search settings stay out: adding a strategy to a run reuses its candidates and scores
         # (search result files are named by their own hyper-parameters).
-        for k in ("stages", "output_root", "run_name", "shard", "only_benchmarks", "plots", "search"):
+        for k in ("stages", "output_root", "run_name", "shard", "only_benchmarks", "plots", "search",
+                  "sample_chunk"):
             d.pop(k)
         digest = hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:6]
         return "_".join(parts + [digest])

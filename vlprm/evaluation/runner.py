@@ -142,8 +142,7 @@ def stage_sample(cfg: EvalConfig, run_dir: Path, problems: dict[str, list], poli
     todo = [(bench, pr) for bench, prs in problems.items() for pr in prs if str(pr.id) not in store]
     t0 = time.time()
     failed = Counter()
-    # Chunks so a kill loses at most one chunk of generation.
-    chunk = max(1, 64 // max(1, p.n))
+    chunk = max(1, cfg.sample_chunk)  # a kill loses at most one chunk of generation
     with tqdm(total=len(todo), desc="sample", disable=not todo) as bar:
         for b in range(0, len(todo), chunk):
             part = todo[b:b + chunk]

@@ -1,0 +1,193 @@
+"""The evaluation runner end to end on the tiny model: generated puzzles and a MathVista-format
+fixture, every strategy, metrics for every k, tables and plots, resume after kill -9, the
+VisualProcessBench mode, and the PBS launcher."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from test_benchmarks import MATHVISTA, write_img, write_jsonl  # real-format fixtures
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def bench_dirs(tmp_path_factory):
+    from vlprm.puzzles import generate_puzzles
+
+    root = tmp_path_factory.mktemp("benchmarks")
+    generate_puzzles(root / "puzzles", 4, seed=5)
+    mv = root / "MathVista" / "data"
+    mv.mkdir(parents=True)
+    (mv / "testmini.json").write_text(json.dumps(MATHVISTA))
+    write_img(mv / "images" / "1.jpg", (255, 0, 0), "JPEG")
+    for pid in ("2", "3", "4"):
+        write_img(mv / "images" / f"{pid}.png")
+    return root
+
+
+def _cfg(tiny_model_dir, bench_dirs, out, **over):
+    from vlprm.config import build_dataclass
+    from vlprm.evaluation.config import EvalConfig
+
+    data = {
+        "benchmarks": [{"name": "puzzles", "path": str(bench_dirs / "puzzles")},
+                       {"name": "mathvista", "path": str(bench_dirs / "MathVista"), "limit": 2}],
+        "policy": {"backend": "vllm", "model": str(tiny_model_dir), "n": 4, "max_tokens": 24,
+                   "max_model_len": 4096},
+        "prm": {"model": str(tiny_model_dir), "batch_size": 4, "outcome": True},
+        "search": {"strategies": ["greedy", "beam", "dvts"], "n": 2, "beam_width": 2, "n_subtrees": 2,
+                   "max_steps": 2, "max_step_tokens": 12},
+        "output_root": str(out), "plots": True,
+    }
+    data.update(over)
+    return build_dataclass(EvalConfig, data).validate()
+
+
+@pytest.mark.slow
+def test_end_to_end_every_strategy_metrics_and_plots(tiny_model_dir, bench_dirs, tmp_path):
+    from vlprm.evaluation.runner import run
+
+    cfg = _cfg(tiny_model_dir, bench_dirs, tmp_path)
+    summary = run(cfg)
+    run_dir = Path(summary["run_dir"])
+    assert run_dir.name.startswith("tts_policy-") and "N4" in run_dir.name
+    m = json.loads((run_dir / "metrics.json").read_text())
+    assert set(m["benchmarks"]) == {"puzzles", "mathvista", "overall"}
+    assert m["benchmarks"]["puzzles"]["counts"]["problems"] == 4
+    assert m["benchmarks"]["mathvista"]["counts"]["problems"] == 2
+    for bench in m["benchmarks"].values():
+        assert bench["ks"] == [1, 2, 4]
+        assert set(bench["bon@k"]) == {"mean", "min", "last", "product", "vlprm", "outcome"}
+        # pass@1 is the mean correctness of all candidates; pass@k never falls with k
+        p = bench["pass@k"]
+        assert p["1"] <= p["2"] <= p["4"]
+        # every BoN value is a valid expected accuracy, at most the oracle
+        for d in bench["bon@k"].values():
+            assert all(0.0 <= d[k] <= p[k] + 1e-9 for k in d)
+    # pass@1 agrees with the candidates file
+    cands = [json.loads(x) for x in (run_dir / "candidates.jsonl").read_text().splitlines()]
+    assert len(cands) == 6 and all(len(c["candidates"]) == 4 for c in cands)
+    puzzle_cands = [c for c in cands if c["benchmark"] == "puzzles"]
+    expect = sum(x["correct"] for c in puzzle_cands for x in c["candidates"]) / 16
+    assert m["benchmarks"]["puzzles"]["pass@k"]["1"] == pytest.approx(expect)
+    scores = [json.loads(x) for x in (run_dir / "scores.jsonl").read_text().splitlines()]
+    assert len(scores) == 6
+    for s, c in zip(sorted(scores, key=lambda r: r["id"]), sorted(cands, key=lambda r: r["id"])):
+        assert len(s["scores"]) == 4 and len(s["outcome"]) == 4
+        for st, cand in zip(s["scores"], c["candidates"]):
+            assert len(st["p_plus"]) == max(1, len(cand["steps"]))
+            assert all(0.0 < p < 1.0 for p in st["p_plus"])
+    for strategy in ("greedy", "beam", "dvts"):
+        per = m["search"][strategy]
+        assert per["overall"]["problems"] == 6
+        assert per["overall"]["policy_tokens"] > 0 and per["overall"]["prm_tokens"] > 0
+    md = (run_dir / "metrics.md").read_text()
+    assert "bon@k[outcome]" in md and "| greedy |" in md
+    assert (run_dir / "metrics.csv").read_text().startswith("benchmark,metric,k=1,k=2,k=4")
+    plots = sorted(p.name for p in (run_dir / "plots").glob("*.png"))
+    assert plots == ["accuracy_vs_n_mathvista.png", "accuracy_vs_n_overall.png", "accuracy_vs_n_puzzles.png"]
+    assert (run_dir / "config.yaml").exists()
+
+    # A second run finds everything done: nothing is sampled or scored again.
+    again = run(cfg)
+    assert again["sample"]["new"] == 0 and again["score"]["new"] == 0
+    assert all(v["new"] == 0 for v in again["search"].values())
+
+
+@pytest.mark.slow
+def test_kill_during_sampling_then_resume_loses_and_duplicates_nothing(tiny_model_dir, bench_dirs, tmp_path):
+    import yaml
+
+    cfg = _cfg(tiny_model_dir, bench_dirs, tmp_path, sample_chunk=1, stages=["sample"])
+    from dataclasses import asdict
+
+    cfg_path = tmp_path / "cfg.yaml"
+    cfg_path.write_text(yaml.safe_dump(asdict(cfg)))
+    run_dir = tmp_path / cfg.name()
+    cmd = [sys.executable, str(REPO / "eval" / "run_eval.py"), "--config", str(cfg_path)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    cand = run_dir / "candidates.jsonl"
+    deadline = time.time() + 240
+    while time.time() < deadline and (not cand.exists() or len(cand.read_text().splitlines()) < 2):
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = {json.loads(x)["id"]: x for x in cand.read_text().splitlines() if x.strip().endswith("}")}
+    assert 2 <= len(before) < 6, "the kill should land mid-stage"
+    subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    lines = [x for x in cand.read_text().splitlines() if x.strip()]
+    ids = [json.loads(x)["id"] for x in lines]
+    assert len(ids) == len(set(ids)) == 6  # nothing lost, nothing duplicated
+    kept = {json.loads(x)["id"]: x for x in lines}
+    assert all(kept[i] == before[i] for i in before)  # finished records untouched
+
+
+@pytest.fixture
+def vpb_dir(tmp_path):
+    root = tmp_path / "VisualProcessBench"
+    recs = [
+        {"image": ["images/a.png"], "question": "Which bar is taller?", "answer": "B",
+         "response": {"steps": ["The first bar is 3.", "The second is 5.", "So A."],
+                      "process_correctness": [1, 1, -1]}, "policy_model": "x", "data_source": "MMMU"},
+        {"image": "images/b.png", "question": "How many triangles?", "answer": "5",
+         "response": {"steps": ["I count 5 triangles.", "Answer: 5"], "process_correctness": [1, 0]},
+         "policy_model": "y", "data_source": "MathVision"},
+        {"image": ["images/missing.png"], "question": "?", "answer": "1",
+         "response": {"steps": ["a"], "process_correctness": [1]}, "policy_model": "y", "data_source": "MathVision"},
+    ]
+    write_jsonl(root / "test.jsonl", recs)
+    write_img(root / "images" / "a.png")
+    write_img(root / "images" / "b.png", (255, 0, 0))
+    return root
+
+
+def test_processbench_mode_reports_f1_per_source(tiny_model_dir, vpb_dir, tmp_path):
+    from vlprm.config import build_dataclass
+    from vlprm.evaluation.config import EvalConfig
+    from vlprm.evaluation.runner import run
+
+    cfg = build_dataclass(EvalConfig, {
+        "mode": "processbench", "benchmarks": [{"name": "visualprocessbench", "path": str(vpb_dir)}],
+        "prm": {"model": str(tiny_model_dir), "threshold": 0.5}, "output_root": str(tmp_path)}).validate()
+    summary = run(cfg)
+    res = summary["processbench"]
+    assert res["scored"] == 2  # the record with a missing image is skipped at load
+    assert summary["load"]["visualprocessbench"]["skipped"] == 1
+    f1 = res["step_f1"]
+    assert set(f1["per_source"]) == {"MMMU", "MathVision"}
+    assert f1["n_neutral_steps"] == 1 and f1["overall"]["n_steps"] == 4
+    md = (Path(summary["run_dir"]) / "metrics.md").read_text()
+    assert "| MMMU |" in md and "| overall |" in md
+
+
+def test_launch_eval_pbs_dry_run_and_qsub_standin(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("benchmarks:\n  - {name: mmmu, path: x}\n  - {name: mathvista, path: y}\n")
+    env = {**os.environ, "CONFIG": str(cfg), "PBS": "1", "SHARDS": "2", "DRY_RUN": "1",
+           "LOG_DIR": str(tmp_path / "logs"), "PBS_QUEUE": "gpu", "EXTRA": "--policy.n 16"}
+    out = subprocess.run(["bash", str(REPO / "eval" / "launch_eval.sh")], env=env, capture_output=True,
+                         text=True, check=True).stdout
+    assert out.count("#PBS -N eval-") == 5  # 2 benchmarks x 2 shards + merge
+    assert "--only_benchmarks mathvista --shard 1/2 --stages sample,score,search --policy.n 16" in out
+    assert "#PBS -q gpu" in out and "--stages metrics" in out
+    # A qsub stand-in (PBS cannot run here) records what it is sent.
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    log = tmp_path / "qsub.log"
+    (bindir / "qsub").write_text(f'#!/bin/bash\necho "$@" >> {log}\necho job$RANDOM.pbs\n')
+    (bindir / "qsub").chmod(0o755)
+    env.update(DRY_RUN="0", PATH=f"{bindir}:{env['PATH']}")
+    subprocess.run(["bash", str(REPO / "eval" / "launch_eval.sh")], env=env, check=True, capture_output=True)
+    calls = log.read_text().splitlines()
+    assert len(calls) == 5
+    assert all(c.endswith(".pbs") for c in calls)
+    assert calls[-1].startswith("-W depend=afterok:job") and calls[-1].count(":job") == 4

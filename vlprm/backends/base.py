@@ -56,7 +56,12 @@ class ChatRequest:
 
 @dataclass
 class Completion:
-    """One sampled completion. logprobs[i] is the log-probability of the i-th generated token."""
+    """One sampled completion. logprobs[i] is the log-probability of the i-th generated token.
+
+    stop_reason (vLLM's convention): the stop string (or stop token id) that ended the
+    completion; None when it ended at end-of-sequence or at max_tokens, or when the backend
+    cannot tell (an OpenAI server other than vLLM's).
+    """
 
     text: str
     finish_reason: str | None = None
@@ -64,6 +69,7 @@ class Completion:
     logprobs: list[float] | None = None
     tokens: list[str] | None = None
     top_logprobs: list[dict[str, float]] | None = None
+    stop_reason: str | int | None = None
 
 
 @dataclass

@@ -101,9 +101,13 @@ class HFGenerator(Generator):
             finish = "stop" if end is not None else "length"
             ids = ids[:end] if end is not None else [t for t in ids if t != pad or pad in eos]
             text = self.tokenizer.decode(ids, skip_special_tokens=True)
+            full = text
             text, stopped = truncate_at_stop(text, sampling.stop)
             finish = "stop" if stopped else finish
-            comp = Completion(text=text, finish_reason=finish, num_tokens=len(ids))
+            stop_reason = None
+            if stopped:  # which stop string ended it (vLLM's stop_reason); None = end of sequence
+                stop_reason = next((s for s in sampling.stop if full.startswith(s, len(text))), None)
+            comp = Completion(text=text, finish_reason=finish, num_tokens=len(ids), stop_reason=stop_reason)
             if trans is not None:
                 comp.logprobs = trans[row, : len(ids)].tolist()
                 comp.tokens = [self.tokenizer.decode([t]) for t in ids]

@@ -217,5 +217,7 @@ def _completion(choice) -> Completion:
         top = [{a.token: a.logprob for a in (t.top_logprobs or [])} for t in lp.content]
     text = choice.message.content or ""
     n_tok = len(tokens) if tokens is not None else 0
+    # vLLM's server adds stop_reason to each choice; other servers leave it out (None).
     return Completion(text=text, finish_reason=choice.finish_reason, num_tokens=n_tok,
-                      logprobs=logprobs, tokens=tokens, top_logprobs=top)
+                      logprobs=logprobs, tokens=tokens, top_logprobs=top,
+                      stop_reason=getattr(choice, "stop_reason", None))

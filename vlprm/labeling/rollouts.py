@@ -1,0 +1,80 @@
+"""Stage 1: N policy solutions per problem, split into perception and reasoning steps.
+
+One request per problem with n=N and seed ``stable_seed(seed, problem.id)``; candidate i is
+solution ``solution_id(problem.id, i)``. Each solution keeps its text, steps (`split_steps`,
+optionally capped with max_steps), final answer and whether it is correct. A solution that
+cannot be used (the request failed, no steps, truncated when truncated solutions are dropped)
+is kept as a failed record with its reason, so the run summary counts it and a resumed run
+does not redo it.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from vlprm.answers import check_answer, extract_answer
+from vlprm.backends.base import ChatRequest, GenerationResult
+from vlprm.data.schema import Problem, Solution, solution_id
+from vlprm.data.store import stable_seed
+from vlprm.prompts import build_policy_messages
+from vlprm.steps import split_steps
+
+
+def classify_error(message: str | None) -> str:
+    """A short failure reason for a backend error message (what the run summary counts)."""
+    m = (message or "").lower()
+    if "cannot read image" in m or "image" in m and ("not found" in m or "cannot" in m):
+        return "image_unreadable"
+    if "http" in m or "attempts" in m or "connection" in m or "timeout" in m:
+        return "http_error"
+    return "generation_error"
+
+
+def rollout_request(problem: Problem, *, style: str = "structured", seed: int = 0) -> ChatRequest:
+    """The policy request of a problem (its n comes from the sampling config)."""
+    return ChatRequest(messages=build_policy_messages(problem, style), seed=stable_seed(seed, problem.id),
+                       id=problem.id)
+
+
+def parse_solution(problem: Problem, index: int, text: str, *, policy: str, style: str = "structured",
+                   max_steps: int | None = None, seed: int | None = None, finish_reason: str | None = None,
+                   num_tokens: int | None = None) -> Solution:
+    """A policy output as a `Solution`: steps, final answer, correctness."""
+    steps = split_steps(text, style, max_steps=max_steps)
+    answer = extract_answer(text, options=problem.options, answer_type=problem.answer_type)
+    correct = answer is not None and check_answer(answer, problem, extract=False)
+    return Solution(id=solution_id(problem.id, index), problem_id=problem.id, policy=policy, text=text,
+                    steps=steps, final_answer=answer, correct=correct, seed=seed,
+                    metadata={"index": index, "finish_reason": finish_reason, "num_tokens": num_tokens})
+
+
+def rollout_records(problem: Problem, result: GenerationResult, n: int, *, policy: str, style: str,
+                    max_steps: int | None, seed: int, drop_truncated: bool) -> list[dict]:
+    """The n records (ok or failed) of one problem's generation result."""
+    sids = [solution_id(problem.id, i) for i in range(n)]
+    if not result.ok:
+        return [{"id": sid, "problem_id": problem.id, "status": "failed",
+                 "reason": classify_error(result.error), "detail": result.error} for sid in sids]
+    out = []
+    for i, sid in enumerate(sids):
+        if i >= len(result.completions):
+            out.append({"id": sid, "problem_id": problem.id, "status": "failed", "reason": "missing_completion",
+                        "detail": f"the backend returned {len(result.completions)} of {n} completions"})
+            continue
+        c = result.completions[i]
+        sol = parse_solution(problem, i, c.text, policy=policy, style=style, max_steps=max_steps,
+                             seed=stable_seed(seed, problem.id), finish_reason=c.finish_reason,
+                             num_tokens=c.num_tokens)
+        rec = sol.to_dict()
+        rec["status"], rec["reason"], rec["detail"] = "ok", None, None
+        if not sol.steps:
+            rec["status"], rec["reason"] = "failed", "no_steps"
+        elif drop_truncated and c.finish_reason == "length":
+            rec["status"], rec["reason"] = "failed", "truncated"
+        out.append(rec)
+    return out
+
+
+def solutions_of(records: Sequence[dict]) -> list[Solution]:
+    """The usable (status ok) solutions among rollout records."""
+    return [Solution.from_dict(r) for r in records if r.get("status", "ok") == "ok"]

@@ -190,7 +190,8 @@ def encode_prm(processor, sample: PRMSample, *, system_prompt: str | None = DEFA
     """Tokenize a PRM sample (with its images) for the model.
 
     Returns a dict with input_ids (1-D list), attention_mask, the processor's image tensors
-    (pixel_values, image_grid_thw) when there are images, `label_positions` (index of each step's
+    (pixel_values, image_grid_thw) when there are images, `mm_token_type_ids` (1-D list, 1 at image
+    tokens) when the processor returns it, `label_positions` (index of each step's
     label token), `label_ids` (the token id at each label position: the "+"/"-" target) and
     `step_count`. Raises ValueError if the rendered sequence does not have one label per step,
     or if truncation to max_length would cut a label (steps are never silently dropped).
@@ -220,6 +221,10 @@ def encode_prm(processor, sample: PRMSample, *, system_prompt: str | None = DEFA
     for k in ("pixel_values", "image_grid_thw"):
         if k in enc:
             out[k] = enc[k]
+    if "mm_token_type_ids" in enc:
+        # Qwen2.5-VL (transformers >= 5) builds the 3-D mrope positions of image tokens only when
+        # given this; without it every token gets a 1-D position. Pass it to the model (pad 0).
+        out["mm_token_type_ids"] = enc["mm_token_type_ids"][0].tolist()
     return out
 
 

@@ -28,8 +28,6 @@ import dataclasses
 import os
 import sys
 import time
-import types
-import typing
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -166,125 +164,19 @@ class SynthesisConfig:
         return dataclasses.asdict(self)
 
 
-def _hints(cls) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-def _coerce(value: Any, hint: Any, where: str) -> Any:
-    """Coerce a YAML / command-line value to a field's type (lists from "a,b")."""
-    origin = typing.get_origin(hint)
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    if value is None:
-        return None
-    if origin in (typing.Union, types.UnionType) and args:
-        return _coerce(value, args[0], where)
-    if hint is bool or (origin is None and hint is bool):
-        if isinstance(value, str):
-            if value.lower() in ("true", "1", "yes"):
-                return True
-            if value.lower() in ("false", "0", "no"):
-                return False
-            raise ValueError(f"{where}: expected true/false, got {value!r}")
-        return bool(value)
-    if origin is list or hint is list:
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        return list(value)
-    if hint is dict or origin is dict:
-        if not isinstance(value, dict):
-            raise ValueError(f"{where}: expected a mapping, got {value!r}")
-        return dict(value)
-    if hint is int:
-        return int(value)
-    if hint is float:
-        return float(value)
-    if hint is str:
-        return str(value)
-    return value
-
-
-def _build(cls, data: dict, where: str = ""):
-    hints = _hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = [k for k in data if k not in names]
-    if unknown:
-        raise ValueError(f"unknown config key(s) {', '.join(where + k for k in unknown)}; "
-                         f"valid keys under {where or 'the top level'}: {', '.join(sorted(names))}")
-    kw = {}
-    for k, v in data.items():
-        hint = hints[k]
-        if dataclasses.is_dataclass(hint):
-            if not isinstance(v, dict):
-                raise ValueError(f"{where}{k} must be a mapping of {hint.__name__} keys")
-            kw[k] = _build(hint, v, f"{where}{k}.")
-        else:
-            kw[k] = _coerce(v, hint, where + k)
-    return cls(**kw)
-
-
-def _set_dotted(d: dict, key: str, value: Any) -> None:
-    parts = key.split(".")
-    for p in parts[:-1]:
-        d = d.setdefault(p, {})
-        if not isinstance(d, dict):
-            raise ValueError(f"--{key}: {p} is not a section")
-    d[parts[-1]] = value
-
-
 def load_config(path: str | os.PathLike | None = None, overrides: Sequence[str] = ()) -> SynthesisConfig:
     """A config from a YAML file plus command-line style overrides ("--mc.method", "binary_search"
     or "--mc.method=binary_search"); values are read as YAML ("4" -> 4, "null" -> None)."""
-    import yaml
+    from vlprm import config
 
-    data: dict = {}
-    if path:
-        with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: the config must be a YAML mapping")
-    args = list(overrides)
-    i = 0
-    while i < len(args):
-        a = args[i]
-        if not a.startswith("--"):
-            raise ValueError(f"unexpected argument {a!r}; overrides look like --section.key value")
-        if "=" in a:
-            key, raw = a[2:].split("=", 1)
-            i += 1
-        else:
-            if i + 1 >= len(args):
-                raise ValueError(f"{a} needs a value")
-            key, raw = a[2:], args[i + 1]
-            i += 2
-        key = key.replace("-", "_") if "." not in key else key
-        _set_dotted(data, key, _yaml_value(raw))
-    return _build(SynthesisConfig, data).validate()
-
-
-def _yaml_value(raw: str) -> Any:
-    import yaml
-
-    try:
-        return yaml.safe_load(raw)
-    except yaml.YAMLError:
-        return raw
+    return config.load_config(SynthesisConfig, path, overrides)
 
 
 def config_help() -> str:
     """Every config key with its default and meaning (for --help)."""
-    lines = []
+    from vlprm import config
 
-    def walk(cls, prefix: str, inst):
-        for f in dataclasses.fields(cls):
-            v = getattr(inst, f.name)
-            if dataclasses.is_dataclass(v):
-                lines.append(f"\n  [{prefix}{f.name}]")
-                walk(type(v), prefix + f.name + ".", v)
-            else:
-                lines.append(f"  --{prefix}{f.name} (default: {v!r})\n        {f.metadata.get('help', '')}")
-
-    walk(SynthesisConfig, "", SynthesisConfig())
-    return "\n".join(lines)
+    return config.config_help(SynthesisConfig)
 
 
 # --------------------------------------------------------------------------- the run
@@ -714,7 +606,9 @@ def merge_shards(run_dir: str | os.PathLike, inputs: Sequence[str | os.PathLike]
     cfg_path = Path(config) if config else shard_dirs[0] / "config.yaml"
     data = yaml.safe_load(cfg_path.read_text(encoding="utf-8")) or {}
     data.update(out=str(run_dir), shard=None, stages=list(stages))
-    cfg = _build(SynthesisConfig, data).validate()
+    from vlprm.config import build_dataclass
+
+    cfg = build_dataclass(SynthesisConfig, data).validate()
     print(f"[merge] {len(shard_dirs)} shards -> {run_dir}")
     return run_synthesis(cfg)
 

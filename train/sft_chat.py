@@ -1,0 +1,92 @@
+"""Chat SFT of a Qwen2.5-VL model on EVPV data (description SFT, step-judge SFT).
+
+Trains on chat rows written by `vlprm.evpv.data_builders` (a dataset dir with data.jsonl) with
+TRL's SFTTrainer and `ChatSFTCollator` (loss on assistant turns only). A YAML recipe sets
+defaults (`--config`), command-line flags override them; every `SFTConfig` /
+`TrainingArguments` flag works.
+
+    python train/sft_chat.py --model_name_or_path Qwen/Qwen2.5-VL-3B-Instruct \
+        --dataset out/evpv_data/describe --output_dir out/describer --use_lora true \
+        --num_train_epochs 1 --per_device_train_batch_size 2 --learning_rate 1e-5
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
+
+
+@dataclass
+class ChatSFTArguments:
+    """Model, data and adapter settings (the rest is SFTConfig)."""
+
+    model_name_or_path: str = field(default="Qwen/Qwen2.5-VL-3B-Instruct",
+                                    metadata={"help": "Base model (local dir or hub id)."})
+    dataset: str | None = field(default=None, metadata={"help": "Dataset dir (data.jsonl) or JSONL file of chat rows."})
+    eval_dataset: str | None = field(default=None, metadata={"help": "Validation data (same forms)."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Use at most this many rows."})
+    min_pixels: int | None = field(default=None, metadata={"help": "Image processor min_pixels (with max_pixels)."})
+    max_pixels: int | None = field(default=None, metadata={"help": "Image processor max_pixels (with min_pixels)."})
+    dtype: str = field(default="auto", metadata={"help": "auto (bf16 on GPU, fp32 on CPU), float32, bfloat16."})
+    attn_implementation: str | None = field(default=None, metadata={"help": "sdpa, eager or flash_attention_2."})
+    use_lora: bool = field(default=False, metadata={"help": "Train a LoRA adapter instead of all weights."})
+    lora_r: int = field(default=64, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=128, metadata={"help": "LoRA alpha."})
+    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
+    lora_target_modules: str = field(default="language",
+                                     metadata={"help": "'language', 'all-linear', a comma list or a regex."})
+    lora_merge_at_end: bool = field(default=True,
+                                    metadata={"help": "Merge the adapter into a full model in output_dir at the end."})
+
+
+def main(argv: list[str] | None = None) -> str:
+    from trl import SFTConfig, SFTTrainer, TrlParser
+
+    parser = TrlParser((ChatSFTArguments, SFTConfig))
+    from vlprm.evpv.train_utils import cpu_defaults
+
+    script_args, training_args = parser.parse_args_and_config(args=cpu_defaults(argv))
+    if not script_args.dataset:
+        parser.error("--dataset is required (a dir written by vlprm.evpv.data_builders, or a JSONL file)")
+
+    from datasets import Dataset
+
+    from vlprm.evpv.train_utils import ChatSFTCollator, load_model, load_processor, load_rows, lora_config, save_trained
+
+    t0 = time.time()
+    rows = load_rows(script_args.dataset, "chat_sft", script_args.max_train_samples)
+    train = Dataset.from_list([{"messages": r["messages"], "images": r["images"]} for r in rows])
+    eval_ds = None
+    if script_args.eval_dataset:
+        ev = load_rows(script_args.eval_dataset, "chat_sft")
+        eval_ds = Dataset.from_list([{"messages": r["messages"], "images": r["images"]} for r in ev])
+    # Our collator does the tokenization: keep the raw columns and skip TRL's preparation.
+    training_args.remove_unused_columns = False
+    training_args.dataset_kwargs = {**(training_args.dataset_kwargs or {}), "skip_prepare_dataset": True}
+    processor = load_processor(script_args.model_name_or_path, script_args.min_pixels, script_args.max_pixels)
+    model = load_model(script_args.model_name_or_path, script_args.dtype, script_args.attn_implementation)
+    peft_config = (lora_config(script_args.lora_r, script_args.lora_alpha, script_args.lora_dropout,
+                               script_args.lora_target_modules) if script_args.use_lora else None)
+    collator = ChatSFTCollator(processor, max_length=training_args.max_length)
+    trainer = SFTTrainer(model=model, args=training_args, train_dataset=train, eval_dataset=eval_ds,
+                         processing_class=processor, data_collator=collator, peft_config=peft_config)
+    result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    out = save_trained(trainer, processor, training_args.output_dir, script_args.lora_merge_at_end)
+    summary = {"rows": len(rows), "steps": result.global_step, "train_loss": result.training_loss,
+               "truncated_sequences": collator.truncated, "lora": script_args.use_lora, "saved": out,
+               "seconds": round(time.time() - t0, 1)}
+    Path(training_args.output_dir, "sft_chat_summary.json").write_text(json.dumps(summary, indent=2))
+    print(f"sft_chat: {summary['rows']} rows, {summary['steps']} steps, loss {summary['train_loss']:.4f}, "
+          f"{summary['truncated_sequences']} truncated, saved to {out} in {summary['seconds']}s")
+    return out
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    main()

@@ -1,0 +1,180 @@
+"""What the EVPV training entry points share: data loading, the chat-SFT collator, model + LoRA.
+
+`ChatSFTCollator` turns chat rows (`vlprm.evpv.data_builders`) into Qwen2.5-VL inputs and masks
+every token but the assistant turns' contents and their end-of-turn token. The assistant spans
+are found from the rendered structure (the "<|im_start|>assistant\\n" header token sequence and
+the next "<|im_end|>"), by position, so a header-like string inside user text cannot shift them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from vlprm.backends.base import load_image
+from vlprm.evpv.data_builders import read_dataset
+
+IGNORE_INDEX = -100
+ASSISTANT_HEADER = "<|im_start|>assistant\n"
+END_OF_TURN = "<|im_end|>"
+
+
+def to_hf_messages(messages: Sequence[dict], n_images: int) -> list[dict]:
+    """String-content chat messages -> HF multimodal messages with n_images image parts before
+    the text of the first user turn (the inverse of `data_builders.flatten_messages`)."""
+    out, placed = [], False
+    for m in messages:
+        content = m["content"]
+        if not isinstance(content, str):
+            out.append(m)
+            continue
+        parts: list[dict] = []
+        if m["role"] == "user" and not placed:
+            parts = [{"type": "image"} for _ in range(n_images)]
+            placed = True
+        parts.append({"type": "text", "text": content})
+        out.append({"role": m["role"], "content": parts})
+    if n_images and not placed:
+        raise ValueError("a row with images has no user turn to put them in")
+    return out
+
+
+def assistant_spans(input_ids: Sequence[int], header_ids: Sequence[int], end_id: int) -> list[tuple[int, int]]:
+    """[start, end) of each assistant content, end-of-turn token included."""
+    ids = list(input_ids)
+    n = len(header_ids)
+    spans = []
+    i = 0
+    while i <= len(ids) - n:
+        if ids[i:i + n] == list(header_ids):
+            start = i + n
+            j = start
+            while j < len(ids) and ids[j] != end_id:
+                j += 1
+            spans.append((start, min(j + 1, len(ids))))
+            i = j
+        else:
+            i += 1
+    return spans
+
+
+@dataclass
+class ChatSFTCollator:
+    """Batches chat rows {"messages", "images"} for a Qwen2.5-VL-style processor; loss only on
+    assistant turns. Sequences longer than max_length are cut at the right (images come first,
+    so only the end of the conversation is lost) and the cut is counted in `truncated`."""
+
+    processor: Any
+    max_length: int | None = None
+    truncated: int = field(default=0, init=False)
+
+    def __post_init__(self):
+        tok = self.processor.tokenizer
+        self.header_ids = tok.encode(ASSISTANT_HEADER, add_special_tokens=False)
+        self.end_id = tok.convert_tokens_to_ids(END_OF_TURN)
+        self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+
+    def __call__(self, examples: list[dict]) -> dict:
+        import torch
+
+        texts, images = [], []
+        for ex in examples:
+            imgs = [load_image(x) for x in ex.get("images") or []]
+            msgs = to_hf_messages(ex["messages"], len(imgs))
+            texts.append(self.processor.apply_chat_template(msgs, tokenize=False, add_generation_prompt=False))
+            images.extend(imgs)
+        enc = self.processor(text=texts, images=images or None, padding=True, padding_side="right",
+                             return_tensors="pt")
+        ids = enc["input_ids"]
+        labels = torch.full_like(ids, IGNORE_INDEX)
+        for b in range(ids.shape[0]):
+            for s, e in assistant_spans(ids[b].tolist(), self.header_ids, self.end_id):
+                labels[b, s:e] = ids[b, s:e]
+        labels[enc["attention_mask"] == 0] = IGNORE_INDEX
+        enc["labels"] = labels
+        if self.max_length is not None and ids.shape[1] > self.max_length:
+            self.truncated += int((enc["attention_mask"].sum(1) > self.max_length).sum())
+            for k in ("input_ids", "attention_mask", "labels", "mm_token_type_ids"):
+                if k in enc:
+                    enc[k] = enc[k][:, : self.max_length]
+        return dict(enc)
+
+
+def cpu_defaults(argv: list[str] | None) -> list[str]:
+    """Command-line flags with CPU-safe defaults put first when there is no GPU (TRL's configs
+    default to bf16, which the trainer refuses on CPU); flags the user gave still win."""
+    import sys
+
+    import torch
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if torch.cuda.is_available():
+        return argv
+    given = {a.split("=", 1)[0] for a in argv if a.startswith("--")}
+    extra = []
+    for flag, value in (("--use_cpu", "true"), ("--bf16", "false")):
+        if flag not in given:
+            extra += [flag, value]
+    return extra + argv
+
+
+def load_rows(path: str | os.PathLike, kind: str, limit: int | None = None) -> list[dict]:
+    """Rows of a dataset written by `vlprm.evpv.data_builders` (checked against `kind`)."""
+    rows, meta = read_dataset(path)
+    if meta.get("kind") and meta["kind"] != kind:
+        raise ValueError(f"{path}: a {meta['kind']!r} dataset, this entry point trains on {kind!r} data")
+    need = ("messages",) if kind == "chat_sft" else ("prompt", "chosen", "rejected")
+    for r in rows:
+        missing = [k for k in need if k not in r]
+        if missing:
+            raise ValueError(f"{path}: row {r.get('id')!r} lacks {', '.join(missing)}; was it written by "
+                             "vlprm.evpv.data_builders?")
+    return rows[:limit] if limit else rows
+
+
+def lora_config(r: int, alpha: int, dropout: float, target_modules: str):
+    """A peft LoraConfig; target_modules as the PRM trainer takes them ("language": the language
+    model's linear layers, "all-linear", a comma list of module names, or a regex)."""
+    from peft import LoraConfig
+
+    from vlprm.training.lora import lora_target_modules
+
+    return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=lora_target_modules(target_modules),
+                      task_type="CAUSAL_LM", bias="none")
+
+
+def load_model(model_name_or_path: str, dtype: str = "auto", attn_implementation: str | None = None):
+    """The VLM to train (fp32 on CPU, bf16 on GPU under "auto")."""
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    if dtype == "auto":
+        torch_dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    else:
+        torch_dtype = getattr(torch, dtype)
+    kw = {"attn_implementation": attn_implementation} if attn_implementation else {}
+    return AutoModelForImageTextToText.from_pretrained(model_name_or_path, dtype=torch_dtype, **kw)
+
+
+def load_processor(model_name_or_path: str, min_pixels: int | None = None, max_pixels: int | None = None):
+    from vlprm.prm.format import load_prm_processor
+
+    return load_prm_processor(model_name_or_path, min_pixels, max_pixels)
+
+
+def save_trained(trainer, processor, output_dir: str, merge_lora: bool = True) -> str:
+    """Save the model (a LoRA adapter to output_dir/adapter, merged into a full model in
+    output_dir when merge_lora) and the processor. Returns the directory of the full model or
+    of the adapter."""
+    model = trainer.model
+    if hasattr(model, "peft_config"):
+        adapter_dir = os.path.join(output_dir, "adapter")
+        model.save_pretrained(adapter_dir)
+        processor.save_pretrained(adapter_dir)
+        if not merge_lora:
+            return adapter_dir
+        model = model.merge_and_unload()
+    model.save_pretrained(output_dir)
+    processor.save_pretrained(output_dir)
+    return output_dir

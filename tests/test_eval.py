@@ -191,3 +191,35 @@ def test_launch_eval_pbs_dry_run_and_qsub_standin(tmp_path):
     assert len(calls) == 5
     assert all(c.endswith(".pbs") for c in calls)
     assert calls[-1].startswith("-W depend=afterok:job") and calls[-1].count(":job") == 4
+
+
+@pytest.mark.slow
+def test_evpv_is_a_scorer_choice_of_the_runner(tiny_model_dir, bench_dirs, tmp_path):
+    """scorer: evpv gates the PRM's step scores by premise reliability inside the same runner;
+    the tiny describer/verifier's unreadable replies fall back to reliability 1 and are counted."""
+    from vlprm.evaluation.runner import run
+
+    over = {"scorer": "evpv", "evpv": {"max_tokens_describe": 16, "max_tokens_extract": 16,
+                                       "max_tokens_verify": 16, "progress": False},
+            "benchmarks": [{"name": "puzzles", "path": str(bench_dirs / "puzzles"), "limit": 2}],
+            "search": {"strategies": []}}
+    cfg = _cfg(tiny_model_dir, bench_dirs, tmp_path, **over)
+    summary = run(cfg)
+    run_dir = Path(summary["run_dir"])
+    assert "_evpv_" in run_dir.name
+    scores = [json.loads(x) for x in (run_dir / "scores.jsonl").read_text().splitlines()]
+    assert len(scores) == 2
+    for rec in scores:
+        for st in rec["scores"]:
+            assert st["mode"] == "evpv" and "evpv" in st["extra"]
+            ev = st["extra"]["evpv"]
+            # gated = base where nothing could be verified (fallback reliability 1.0)
+            assert len(ev["reliability"]) == len(st["p_plus"])
+            for p, base, r in zip(st["p_plus"], ev["base"], ev["reliability"]):
+                assert p <= base + 1e-9 and 0.0 <= r <= 1.0
+    ev = summary["evpv"]
+    assert ev["describe_requests"] == 2 and ev["describe_failed"] == 2  # unreadable, counted
+    assert ev["steps"] == sum(len(st["p_plus"]) for rec in scores for st in rec["scores"])
+    assert (run_dir / "evpv_cache" / "descriptions.jsonl").exists()
+    m = json.loads((run_dir / "metrics.json").read_text())
+    assert m["benchmarks"]["puzzles"]["counts"]["problems"] == 2

@@ -120,12 +120,17 @@ def _default_prm_device() -> str:
     return "cuda:1" if torch.cuda.device_count() > 1 else "cuda:0"
 
 
-def make_scorer_for(cfg: EvalConfig, policy=None):
+def make_scorer_for(cfg: EvalConfig, policy=None, run_dir: Path | None = None):
+    """The PRM scorer, wrapped by EVPV when cfg.scorer == "evpv" (its stage caches live in the
+    run dir unless the config names a cache_dir, so a killed run resumes without model calls)."""
     base = make_prm_scorer(cfg)
     if cfg.scorer == "evpv":
         from vlprm.evpv import build_evpv_scorer
 
-        return build_evpv_scorer(cfg.evpv, base_scorer=base, generator=policy)
+        evpv_cfg = dict(cfg.evpv)
+        if run_dir is not None and not evpv_cfg.get("cache_dir"):
+            evpv_cfg["cache_dir"] = str(run_dir / "evpv_cache")
+        return build_evpv_scorer(evpv_cfg, base_scorer=base, generator=policy)
     return base
 
 
@@ -437,7 +442,7 @@ def run(cfg: EvalConfig) -> dict:
     print(f"[eval] run dir: {run_dir}", flush=True)
     summary: dict[str, Any] = {"run_dir": str(run_dir), "shard": cfg.shard}
     if cfg.mode == "processbench":
-        scorer = make_scorer_for(cfg)
+        scorer = make_scorer_for(cfg, run_dir=run_dir)
         summary["processbench"] = run_processbench(cfg, run_dir, scorer, summary)
         print((run_dir / "metrics.md").read_text())
     else:
@@ -451,12 +456,14 @@ def run(cfg: EvalConfig) -> dict:
             stage_sample(cfg, run_dir, problems, policy, summary)
         scorer = None
         if cfg.prm.model and ("score" in cfg.stages or ("search" in cfg.stages and cfg.search.strategies)):
-            scorer = make_scorer_for(cfg, policy)
+            scorer = make_scorer_for(cfg, policy, run_dir)
         if "score" in cfg.stages and scorer is not None:
             outcome = make_prm_scorer(cfg, mode="outcome") if cfg.prm.outcome else None
             stage_score(cfg, run_dir, problems, scorer, outcome, summary)
         if "search" in cfg.stages and cfg.search.strategies:
             stage_search(cfg, run_dir, problems, policy, scorer, summary)
+        if scorer is not None and hasattr(scorer, "summary"):
+            summary["evpv"] = scorer.summary()  # requests, cache hits, unreadable replies, fallbacks
         if "metrics" in cfg.stages:
             metrics = compute_metrics(cfg, run_dir, problems)
             summary["metrics_file"] = str(run_dir / "metrics.md")

@@ -21,9 +21,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
 
+from vlprm.evpv.train_utils import VLMTrainArguments  # noqa: E402
+
 
 @dataclass
-class DPOArguments:
+class DPOArguments(VLMTrainArguments):
     """Model, data and adapter settings (the rest is DPOConfig)."""
 
     model_name_or_path: str = field(default="Qwen/Qwen2.5-VL-3B-Instruct",
@@ -31,18 +33,6 @@ class DPOArguments:
     dataset: str | None = field(default=None, metadata={"help": "Dataset dir (data.jsonl) or JSONL of DPO rows."})
     eval_dataset: str | None = field(default=None, metadata={"help": "Validation pairs (same forms)."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Use at most this many pairs."})
-    min_pixels: int | None = field(default=None, metadata={"help": "Image processor min_pixels (with max_pixels)."})
-    max_pixels: int | None = field(default=None, metadata={"help": "Image processor max_pixels (with min_pixels)."})
-    dtype: str = field(default="auto", metadata={"help": "auto (bf16 on GPU, fp32 on CPU), float32, bfloat16."})
-    attn_implementation: str | None = field(default=None, metadata={"help": "sdpa, eager or flash_attention_2."})
-    use_lora: bool = field(default=False, metadata={"help": "Train a LoRA adapter instead of all weights."})
-    lora_r: int = field(default=64, metadata={"help": "LoRA rank."})
-    lora_alpha: int = field(default=128, metadata={"help": "LoRA alpha."})
-    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
-    lora_target_modules: str = field(default="language",
-                                     metadata={"help": "'language', 'all-linear', a comma list or a regex."})
-    lora_merge_at_end: bool = field(default=True,
-                                    metadata={"help": "Merge the adapter into a full model in output_dir at the end."})
 
 
 def _dataset(rows: list[dict]):

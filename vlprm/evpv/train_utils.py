@@ -20,6 +20,25 @@ ASSISTANT_HEADER = "<|im_start|>assistant\n"
 END_OF_TURN = "<|im_end|>"
 
 
+@dataclass
+class VLMTrainArguments:
+    """Model loading and adapter settings shared by the chat SFT and DPO entry points (the rest
+    is TRL's SFTConfig / DPOConfig)."""
+
+    min_pixels: int | None = field(default=None, metadata={"help": "Image processor min_pixels (with max_pixels)."})
+    max_pixels: int | None = field(default=None, metadata={"help": "Image processor max_pixels (with min_pixels)."})
+    dtype: str = field(default="auto", metadata={"help": "auto (bf16 on GPU, fp32 on CPU), float32, bfloat16."})
+    attn_implementation: str | None = field(default=None, metadata={"help": "sdpa, eager or flash_attention_2."})
+    use_lora: bool = field(default=False, metadata={"help": "Train a LoRA adapter instead of all weights."})
+    lora_r: int = field(default=64, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=128, metadata={"help": "LoRA alpha."})
+    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
+    lora_target_modules: str = field(default="language",
+                                     metadata={"help": "'language', 'all-linear', a comma list or a regex."})
+    lora_merge_at_end: bool = field(default=True,
+                                    metadata={"help": "Merge the adapter into a full model in output_dir at the end."})
+
+
 def to_hf_messages(messages: Sequence[dict], n_images: int) -> list[dict]:
     """String-content chat messages -> HF multimodal messages with n_images image parts before
     the text of the first user turn (the inverse of `data_builders.flatten_messages`)."""

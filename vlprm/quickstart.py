@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -93,12 +94,20 @@ def main(argv: list[str] | None = None) -> int:
 
     # 4. training: the real launcher (accelerate + DeepSpeed ZeRO-2), on CPU here
     prm = out / "prm"
-    _run(["bash", "train/sft_qwen.sh"],
-         {**env, "MODEL": str(policy), "DATA": str(synth / "export"), "OUTPUT_DIR": str(prm),
-          "NUM_GPUS": "1", "EPOCHS": "3", "LR": "2e-4", "BATCH": "4", "GRAD_ACC": "1",
-          "MIN_PIXELS": str(4 * 28 * 28), "MAX_PIXELS": str(64 * 28 * 28), "GRAD_CKPT": "false",
-          "REPORT_TO": "none", "EXTRA_ARGS": "--eval_fraction 0.2 --save_strategy no --logging_steps 2"},
-         "5/6 PRM training")
+    export_file = synth / "export" / "prm.jsonl"
+    trained = prm / "vlprm_prm.json"
+    if trained.exists() and trained.stat().st_mtime > export_file.stat().st_mtime:
+        print(f"\n=== 5/6 PRM training: {prm} is newer than the training set; reusing it "
+              f"(delete it to retrain)", flush=True)
+    else:
+        _run(["bash", "train/sft_qwen.sh"],
+             {**env, "MODEL": str(policy), "DATA": str(synth / "export"), "OUTPUT_DIR": str(prm),
+              "NUM_GPUS": "1", "EPOCHS": "6", "LR": "1e-3", "BATCH": "4", "GRAD_ACC": "1",
+              "MIN_PIXELS": str(4 * 28 * 28), "MAX_PIXELS": str(64 * 28 * 28), "GRAD_CKPT": "false",
+              "REPORT_TO": "none", "EXTRA_ARGS": "--eval_fraction 0.2 --save_strategy no --logging_steps 4"},
+             "5/6 PRM training")
+        # A new PRM: the previous evaluation's scores belong to the old one.
+        shutil.rmtree(out / "eval" / "tiny", ignore_errors=True)
 
     # 5. evaluation with the trained PRM: best-of-N, weighted, majority, greedy, beam, DVTS
     eval_out = out / "eval"

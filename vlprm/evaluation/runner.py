@@ -181,8 +181,33 @@ def _samples_for(problem, cand: dict, index: int):
     return build_prm_sample(problem, steps, id=f"{problem.id}#{index}")
 
 
+def prm_fingerprint(model: str) -> dict:
+    """What identifies a PRM checkpoint: its path and its weight files' sizes and times (a hub id
+    is identified by its name)."""
+    path = Path(model)
+    if not path.is_dir():
+        return {"model": model}
+    files = sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin"))
+    return {"model": str(path.resolve()),
+            "weights": {f.name: [f.stat().st_size, int(f.stat().st_mtime)] for f in files}}
+
+
+def _check_prm_fingerprint(cfg: EvalConfig, run_dir: Path) -> None:
+    """Scores on disk must come from the PRM configured now; never mix two checkpoints' scores."""
+    fp = {"scorer": cfg.scorer, **prm_fingerprint(cfg.prm.model)}
+    path = run_dir / "prm_fingerprint.json"
+    if path.exists():
+        old = json.loads(path.read_text())
+        if old != fp and any(run_dir.glob("scores*.jsonl")):
+            raise RuntimeError(f"{run_dir} holds scores from another PRM checkpoint ({old.get('model')}, "
+                               f"weights {old.get('weights')}); the PRM now is {fp.get('model')} with weights "
+                               f"{fp.get('weights')}. Use another --run_name or delete the scores*.jsonl files.")
+    path.write_text(json.dumps(fp, indent=1))
+
+
 def stage_score(cfg: EvalConfig, run_dir: Path, problems: dict[str, list], scorer, outcome_scorer,
                 summary: dict) -> None:
+    _check_prm_fingerprint(cfg, run_dir)
     cands = _read_merged(run_dir, "candidates")
     store = JsonlStore(run_dir / f"scores{_shard_suffix(cfg)}.jsonl")
     by_id = {str(pr.id): pr for prs in problems.values() for pr in prs}

@@ -1,0 +1,3 @@
+"""PRM training: data loading and batching (`data`), the step-label trainer (`trainer`), run
+arguments (`config`), LoRA (`lora`), the training run (`run`), its command line (`main`) and PBS
+sweeps (`pbs`). Nothing heavy is imported here."""

@@ -2,10 +2,11 @@
 
     vlprm tiny-model --out DIR          build the embedded tiny Qwen2.5-VL
     vlprm puzzles generate --out DIR    procedural PuzzleVQA/AlgoPuzzleVQA-style puzzles
-    vlprm sample ...                    sample policy solutions (any backend) and print them
+    vlprm tiny-policy --out DIR         the tiny model warmed up on gold puzzle solutions
     vlprm quickstart                    the whole pipeline on the embedded tiny model
     vlprm synth ...                     rollout data synthesis (= rollout_data_generation/run.py)
     vlprm train ...                     PRM training (= train/sft_qwen.py)
+    vlprm score ...                     score solutions with a PRM (python -m vlprm.prm.scorer)
     vlprm eval ...                      test-time scaling evaluation (= eval/run_eval.py)
 
 Each subcommand takes --help. Arguments after the subcommand go to it unchanged.
@@ -20,7 +21,7 @@ import sys
 COMMANDS = {
     "tiny-model": ("vlprm.models.tiny", "build the embedded tiny Qwen2.5-VL"),
     "puzzles": ("vlprm.puzzles.generate", "generate procedural puzzles (PuzzleVQA format)"),
-    "sample": ("vlprm.sample", "sample policy solutions and print/save them"),
+    "tiny-policy": ("vlprm.models.tiny_policy", "warm the tiny model up into a tiny puzzle policy"),
     "quickstart": ("vlprm.quickstart", "run the pipeline end to end on the tiny model"),
     "synth": ("vlprm.labeling.pipeline", "rollout data synthesis: rollouts, MC, judge, combine, export"),
     "train": ("vlprm.training.main", "train a PRM (same as train/sft_qwen.py)"),

@@ -29,6 +29,13 @@ def cuda_available() -> bool:
 
 def get_engine(model: str, **engine_kwargs):
     """Return the process-wide vLLM engine for (model, settings), creating it on first use."""
+    if not cuda_available() and "kv_cache_memory_bytes" not in engine_kwargs \
+            and not os.environ.get("VLLM_CPU_KVCACHE_SPACE"):
+        # On CPU vLLM sizes the KV cache as (RAM fraction - this process's RSS): in a process that
+        # already holds models (a test run, a pipeline) that goes negative and the engine refuses
+        # to start. A fixed size does not depend on what the process did before.
+        engine_kwargs = {**engine_kwargs,
+                         "kv_cache_memory_bytes": int(float(os.environ.get("VLPRM_CPU_KV_GIB", "2")) * 2**30)}
     key = (model, tuple(sorted((k, repr(v)) for k, v in engine_kwargs.items())))
     if key not in _ENGINES:
         if not cuda_available():

@@ -22,10 +22,8 @@ processbench mode scores every step of VisualProcessBench and reports F1 per dat
 from __future__ import annotations
 
 import csv
-import dataclasses
 import glob
 import json
-import os
 import sys
 import time
 from collections import Counter, defaultdict
@@ -36,7 +34,7 @@ from tqdm.auto import tqdm
 
 from vlprm.config import config_help, load_config, to_yaml
 from vlprm.data.store import JsonlStore, in_shard, parse_shard, read_jsonl
-from vlprm.evaluation.config import STAGES, EvalConfig
+from vlprm.evaluation.config import EvalConfig
 
 SCORE_CHUNK = 64  # candidates per scorer call between checkpoints
 

@@ -199,35 +199,40 @@ def build_tiny_model(out_dir: str | os.PathLike, seed: int = 0, *, hidden_size: 
     return out
 
 
-def ensure_tiny_model(out_dir: str | os.PathLike, seed: int = 0) -> Path:
-    """Build the tiny model into out_dir unless an up-to-date build is already there.
+def ensure_built(out_dir: str | os.PathLike, marker: str, want: dict, build) -> Path:
+    """Run build(tmp_dir) unless out_dir/marker (JSON) already holds every key/value of want.
 
     Builds into a temporary sibling directory and renames it, so concurrent callers (pytest
     workers, a quickstart next to a test run) never see a half-written model.
     """
     out = Path(out_dir)
-    marker = out / "vlprm_tiny.json"
-    if marker.exists():
+    if (out / marker).exists():
         try:
-            meta = json.loads(marker.read_text())
-            if meta.get("recipe_version") == RECIPE_VERSION and meta.get("seed") == seed:
+            meta = json.loads((out / marker).read_text())
+            if all(meta.get(k) == v for k, v in want.items()):
                 return out
         except json.JSONDecodeError:
             pass
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=out.name + ".build-", dir=out.parent))
     try:
-        build_tiny_model(tmp, seed=seed)
+        build(tmp)
         if out.exists():
             shutil.rmtree(out, ignore_errors=True)
         try:
             os.replace(tmp, out)
         except OSError:
-            if not (out / "vlprm_tiny.json").exists():  # lost a race but nobody won: retry once
+            if not (out / marker).exists():  # lost a race but nobody won: retry once
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def ensure_tiny_model(out_dir: str | os.PathLike, seed: int = 0) -> Path:
+    """Build the tiny model into out_dir unless an up-to-date build is already there."""
+    return ensure_built(out_dir, "vlprm_tiny.json", {"recipe_version": RECIPE_VERSION, "seed": seed},
+                        lambda tmp: build_tiny_model(tmp, seed=seed))
 
 
 def main(argv: list[str] | None = None) -> None:

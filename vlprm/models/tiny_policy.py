@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from vlprm.models.tiny import RECIPE_VERSION, ensure_tiny_model
+from vlprm.models.tiny import RECIPE_VERSION, ensure_built, ensure_tiny_model
 
 POLICY_RECIPE_VERSION = 1
 
@@ -142,26 +142,8 @@ def build_tiny_policy(out_dir: str | os.PathLike, *, base_dir: str | os.PathLike
 
 def ensure_tiny_policy(out_dir: str | os.PathLike, seed: int = 0, **kw) -> Path:
     """Build the tiny policy into out_dir unless an up-to-date build is there (atomic rename)."""
-    out = Path(out_dir)
-    marker = out / "vlprm_tiny_policy.json"
-    if marker.exists():
-        try:
-            meta = json.loads(marker.read_text())
-            if (meta.get("policy_recipe_version") == POLICY_RECIPE_VERSION
-                    and meta.get("recipe_version") == RECIPE_VERSION and meta.get("seed") == seed):
-                return out
-        except json.JSONDecodeError:
-            pass
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=out.name + ".build-", dir=out.parent))
-    try:
-        build_tiny_policy(tmp, seed=seed, **kw)
-        if out.exists():
-            shutil.rmtree(out, ignore_errors=True)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
+    want = {"policy_recipe_version": POLICY_RECIPE_VERSION, "recipe_version": RECIPE_VERSION, "seed": seed}
+    return ensure_built(out_dir, "vlprm_tiny_policy.json", want, lambda tmp: build_tiny_policy(tmp, seed=seed, **kw))
 
 
 def main(argv: list[str] | None = None) -> None:

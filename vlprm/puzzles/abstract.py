@@ -122,7 +122,7 @@ def _grid_puzzle(rng: random.Random, attr: str, values: list[str]):
                f"[{rows_text[0]}], in the second row [{rows_text[1]}], and in the third row "
                f"[{rows_text[2]}]. The {GRID_POS[mr][mc]} circle is missing and marked with a "
                f"question mark.")
-    facts = [f"The image shows 9 circles arranged in a 3x3 grid."]
+    facts = ["The image shows 9 circles arranged in a 3x3 grid."]
     for r in range(3):
         facts.append(f"The {['top', 'middle', 'bottom'][r]} row, from left to right, has "
                      f"{attr}s: {rows_text[r]}.")
@@ -416,7 +416,7 @@ def shape_reflect(rng: random.Random) -> Puzzle:
     pattern = ("the shapes on the right of the line are a mirror image of the shapes on the "
                "left: each shape matches the one at the same distance on the other side")
     other = "right" if side == "left" else "left"
-    steps = [f"Comparing shapes at equal distance from the line, the visible pairs match in shape "
+    steps = ["Comparing shapes at equal distance from the line, the visible pairs match in shape "
              f"and color.",
              f"So {pattern}.",
              f"The missing shape is {ORDINALS[dist]} from the line on the {side}; the "
@@ -894,7 +894,7 @@ def circle_size_number(rng: random.Random) -> Puzzle:
     caption = (f"There are 6 {color} circles of three different sizes in two rows of three, each "
                f"with a number inside ({listing}). The number in the {pos[k]} circle is missing "
                f"and marked with a question mark.")
-    facts = [f"The image shows 6 circles of three sizes in two rows of three, each with a number."]
+    facts = ["The image shows 6 circles of three sizes in two rows of three, each with a number."]
     facts += [f"The {pos[i]} circle is {sizes[i]} and contains "
               f"{'a question mark' if nums[i] == MISSING else nums[i]}." for i in range(6)]
     twin = next(i for i in range(6) if i != k and sizes[i] == sizes[k])

@@ -23,8 +23,9 @@ DRY_RUN=${DRY_RUN:-0}
 
 if [ "$PBS" != 1 ]; then
   cmd=("$PYTHON" eval/run_eval.py --config "$CONFIG")
-  # shellcheck disable=SC2206
-  extra=($EXTRA)
+  # Word-split with shell quoting, as the PBS job scripts below read EXTRA:
+  # EXTRA="--benchmarks '[{name: x, path: y}]'" passes one value in both modes.
+  eval "extra=($EXTRA)"
   echo "[launch_eval] ${cmd[*]} ${extra[*]:-}"
   exec "${cmd[@]}" ${extra[@]+"${extra[@]}"}
 fi
@@ -34,7 +35,8 @@ WALLTIME=${PBS_WALLTIME:-24:00:00}
 LOG_DIR=${LOG_DIR:-outputs/eval/pbs-logs}
 mkdir -p "$LOG_DIR"
 if [ -z "${BENCHMARKS:-}" ]; then
-  BENCHMARKS=$("$PYTHON" -c "import yaml,sys; print(' '.join(b['name'] for b in yaml.safe_load(open(sys.argv[1]))['benchmarks']))" "$CONFIG")
+  # Each name once: two entries with one name (e.g. two splits) run in the same jobs.
+  BENCHMARKS=$("$PYTHON" -c "import yaml,sys; print(' '.join(dict.fromkeys(b['name'] for b in yaml.safe_load(open(sys.argv[1]))['benchmarks'])))" "$CONFIG")
 fi
 
 write_job() {  # name, command -> path of the job script
@@ -48,7 +50,7 @@ write_job() {  # name, command -> path of the job script
     echo "#PBS -e $LOG_DIR/$name.err"
     [ -n "${PBS_QUEUE:-}" ] && echo "#PBS -q $PBS_QUEUE"
     [ -n "${PBS_PROJECT:-}" ] && echo "#PBS -P $PBS_PROJECT"
-    echo "cd $(pwd)"
+    echo "cd $(printf %q "$PWD")"
     echo "$cmd"
   } > "$path"
   echo "$path"

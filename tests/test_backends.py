@@ -66,6 +66,10 @@ def test_hf_backend_n_samples_with_image_and_stop(tiny_model_dir, sample_image):
         stop = text[1]
         cut = gen.generate(_requests(sample_image), sampling.replace(stop=[stop]), progress=False)
         assert all(stop not in c.text for c in cut[0].completions)
+    # Greedy with n > 1 gives n (identical) completions, as vLLM does, not an error.
+    greedy = gen.generate(_requests(sample_image), sampling.replace(temperature=0.0, logprobs=None), progress=False)
+    assert greedy[0].ok, greedy[0].error
+    assert len(greedy[0].completions) == 2 and len(set(greedy[0].texts)) == 1
 
 
 @pytest.mark.slow
@@ -158,3 +162,43 @@ def test_openai_backend_retries_on_429_then_succeeds(sample_image):
     assert body["n"] == 2 and body["seed"] == 11 and "top_k" not in body
     img = body["messages"][0]["content"][0]
     assert img["type"] == "image_url" and img["image_url"]["url"].startswith("data:image/png;base64,")
+
+
+def test_vllm_backend_one_bad_prompt_fails_alone(sample_image, monkeypatch):
+    """vLLM rejects a whole generate() call for one prompt it cannot take (longer than
+    max_model_len): that request fails, the others are generated. (A stand-in engine that
+    behaves so; the real engine is exercised by the slow test above.)"""
+    from types import SimpleNamespace
+
+    from vlprm.backends.vllm_backend import VLLMGenerator
+
+    class Engine:
+        def generate(self, prompts, params, use_tqdm=False):
+            if any("TOO LONG" in p["prompt"] for p in prompts):
+                raise ValueError("The decoder prompt (length 99999) is longer than the maximum model length")
+            return [SimpleNamespace(prompt_token_ids=[1, 2, 3], outputs=[SimpleNamespace(
+                text=f"seed {prm}", finish_reason="stop", token_ids=[5], logprobs=None, stop_reason=None)])
+                for p, prm in zip(prompts, params)]
+
+    class Tok:
+        def apply_chat_template(self, msgs, **kw):
+            return " ".join(part.get("text", "<img>") for m in msgs for part in m["content"])
+
+    gen = VLLMGenerator.__new__(VLLMGenerator)
+    gen.model, gen.llm, gen.tokenizer = "stand-in", Engine(), Tok()
+    monkeypatch.setattr(gen, "_params", lambda sampling, seed: seed)
+    long = [{"role": "user", "content": [{"type": "text", "text": "TOO LONG"}]}]
+    reqs = _requests(sample_image) + [ChatRequest(messages=long, seed=2, id="long"),
+                                      ChatRequest(messages=_requests(sample_image)[0].messages, seed=3, id="b")]
+    res = gen.generate(reqs, SamplingConfig(max_tokens=4), progress=False)
+    assert [r.request_id for r in res] == ["plain", "long", "b"]
+    assert res[0].ok and res[0].texts == ["seed 11"] and res[2].texts == ["seed 3"]
+    assert not res[1].ok and "longer than the maximum model length" in res[1].error
+
+
+def test_openai_backend_malformed_request_is_an_error_not_an_exception(sample_image):
+    """An image part without an image (or any other per-request failure) fails that request only."""
+    gen = make_generator("openai", "tiny", base_url="http://127.0.0.1:9/v1", max_retries=0)
+    bad = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "?"}]}]
+    res = gen.generate([ChatRequest(messages=bad, id="bad")], SamplingConfig(max_tokens=4), progress=False)
+    assert res[0].request_id == "bad" and res[0].error

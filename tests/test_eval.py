@@ -223,3 +223,185 @@ def test_evpv_is_a_scorer_choice_of_the_runner(tiny_model_dir, bench_dirs, tmp_p
     assert (run_dir / "evpv_cache" / "descriptions.jsonl").exists()
     m = json.loads((run_dir / "metrics.json").read_text())
     assert m["benchmarks"]["puzzles"]["counts"]["problems"] == 2
+
+
+# --------------------------------------------------------------------------- shards, merge, resume (stubs)
+
+
+class _StubPolicy:
+    """A deterministic policy: candidate i of a request answers from (seed, i); a continued
+    solution (step search) gets one boxed final step."""
+
+    model = "stub-policy"
+
+    def generate(self, requests, sampling, *, progress=True, desc=None):
+        from vlprm.backends import Completion, GenerationResult
+
+        out = []
+        for req in requests:
+            comps = []
+            for i in range(sampling.n):
+                ans = ["A", "B", "C", "6", "60", "1000", "1.2"][(req.seed + 3 * i) % 7]
+                text = (f"The answer is \\boxed{{{ans}}}" if req.continue_final_message else
+                        f"Step 1: I look at the image ({i}).\n\nStep 2: I reason.\n\nThe answer is \\boxed{{{ans}}}")
+                comps.append(Completion(text=text, finish_reason="stop", num_tokens=5 + i))
+            out.append(GenerationResult(completions=comps, prompt_tokens=20, request_id=req.id))
+        return out
+
+
+class _StubScorer:
+    """P(+) of a step from a hash of (question, step, position): the same in every process."""
+
+    def __init__(self, mode="one_pass"):
+        self.mode = mode
+
+    def score(self, samples):
+        import hashlib
+
+        from vlprm.prm.scorer import StepScores
+
+        out = []
+        for s in samples:
+            steps = ["\n\n".join(s.steps)] if self.mode == "outcome" else s.steps
+            p = [int(hashlib.sha1(f"{s.question}|{k}|{t}".encode()).hexdigest()[:6], 16) / 0xFFFFFF
+                 for k, t in enumerate(steps)]
+            out.append(StepScores(p_plus=[round(x, 3) for x in p], num_tokens=7 * len(steps), id=s.id, mode=self.mode))
+        return out
+
+
+@pytest.fixture
+def stub_models(monkeypatch):
+    from vlprm.evaluation import runner
+
+    monkeypatch.setattr(runner, "make_policy", lambda cfg: _StubPolicy())
+    monkeypatch.setattr(runner, "make_prm_scorer", lambda cfg, mode="one_pass": _StubScorer(mode))
+
+
+def _stub_cfg(bench_dirs, out, **over):
+    from vlprm.config import build_dataclass
+    from vlprm.evaluation.config import EvalConfig
+
+    # MathVision ids "3" and "4" are MathVista ids too: ids are unique only within a benchmark.
+    mvis = bench_dirs / "MathVision"
+    if not mvis.exists():
+        recs = [{"id": "3", "question": "How many digits?", "options": [], "answer": "6", "image": "images/3.jpg"},
+                {"id": "4", "question": "Which one?", "options": ["A", "B", "C"], "answer": "B",
+                 "image": "images/4.jpg"}]
+        write_jsonl(mvis / "data" / "test.jsonl", recs)
+        for r in recs:
+            write_img(mvis / r["image"], (9, 9, 9), "JPEG")
+    data = {
+        "benchmarks": [{"name": "puzzles", "path": str(bench_dirs / "puzzles")},
+                       {"name": "mathvista", "path": str(bench_dirs / "MathVista")},
+                       {"name": "mathvision", "path": str(mvis)}],
+        "policy": {"backend": "vllm", "model": "stub-policy", "n": 4},
+        "prm": {"model": "stub-prm", "outcome": True},
+        "search": {"strategies": ["greedy", "beam"], "n": 2, "max_steps": 2},
+        "output_root": str(out), "plots": False,
+    }
+    data.update(over)
+    return build_dataclass(EvalConfig, data).validate()
+
+
+def test_sharded_jobs_then_merge_equal_one_unsharded_run(bench_dirs, tmp_path, stub_models):
+    """What launch_eval.sh runs (one job per benchmark x shard, then --stages metrics) gives the
+    metrics of one unsharded run, every job writes its own files, and resumes redo nothing."""
+    from vlprm.evaluation.runner import run
+
+    one = run(_stub_cfg(bench_dirs, tmp_path / "one"))
+    m_one = json.loads((Path(one["run_dir"]) / "metrics.json").read_text())
+    # Colliding ids of two benchmarks are two problems, each graded against its own answer.
+    assert m_one["benchmarks"]["mathvista"]["counts"]["problems"] == 4
+    assert m_one["benchmarks"]["mathvision"]["counts"]["problems"] == 2
+    assert m_one["benchmarks"]["puzzles"]["counts"]["problems"] == 4
+    assert m_one["search"]["greedy"]["overall"]["problems"] == 10
+
+    sharded_root = tmp_path / "sharded"
+    for bench in ("puzzles", "mathvista", "mathvision"):
+        for i in range(2):
+            run(_stub_cfg(bench_dirs, sharded_root, only_benchmarks=[bench], shard=f"{i}/2",
+                          stages=["sample", "score", "search"]))
+    merged = run(_stub_cfg(bench_dirs, sharded_root, stages=["metrics"]))
+    assert [p.name for p in sharded_root.iterdir()] == [Path(one["run_dir"]).name]  # one run dir for all jobs
+    run_dir = Path(merged["run_dir"])
+    names = sorted(p.name for p in run_dir.glob("candidates*.jsonl"))
+    # (a shard that got no problem of a benchmark writes no file)
+    assert names and set(names) <= {f"candidates.{b}.shard{i}of2.jsonl" for b in ("puzzles", "mathvista", "mathvision")
+                                    for i in range(2)}
+    for name in names:
+        bench = name.split(".")[1]
+        assert all(json.loads(x)["benchmark"] == bench for x in (run_dir / name).read_text().splitlines())
+    m_sh = json.loads((run_dir / "metrics.json").read_text())
+    assert m_sh["benchmarks"] == m_one["benchmarks"]
+    assert m_sh["search"] == m_one["search"]
+
+    # Resume: nothing is redone, whether with the same layout or another one (unsharded here).
+    again = run(_stub_cfg(bench_dirs, tmp_path / "one"))
+    assert again["sample"]["new"] == 0 and again["score"]["new"] == 0
+    assert all(v["new"] == 0 for v in again["search"].values())
+    other = run(_stub_cfg(bench_dirs, sharded_root, stages=["sample", "score", "search"]))
+    assert other["sample"]["new"] == 0 and other["score"]["new"] == 0
+    assert all(v["new"] == 0 for v in other["search"].values())
+    assert not (run_dir / "candidates.jsonl").exists() or not (run_dir / "candidates.jsonl").read_text().strip()
+
+
+def test_changed_search_settings_and_prm_checkpoint_never_reuse_results(bench_dirs, tmp_path, stub_models):
+    from vlprm.evaluation.runner import run, search_stem
+
+    cfg = _stub_cfg(bench_dirs, tmp_path, benchmarks=[{"name": "puzzles", "path": str(bench_dirs / "puzzles")}],
+                    search={"strategies": ["greedy"], "n": 2, "max_steps": 2})
+    run(cfg)
+    cfg2 = _stub_cfg(bench_dirs, tmp_path, benchmarks=[{"name": "puzzles", "path": str(bench_dirs / "puzzles")}],
+                     search={"strategies": ["greedy"], "n": 2, "max_steps": 2, "final_aggregation": "min"})
+    assert search_stem(cfg2, "greedy") != search_stem(cfg, "greedy")
+    assert cfg2.name() == cfg.name()  # same candidates and scores
+    assert run(cfg2)["search"]["greedy"]["new"] == 4
+    # A PRM retrained in place: its scores must not be mixed with the old ones (search included).
+    prm = tmp_path / "prm"
+    prm.mkdir()
+    (prm / "model.safetensors").write_bytes(b"v1")
+    cfg3 = _stub_cfg(bench_dirs, tmp_path / "b", benchmarks=[{"name": "puzzles", "path": str(bench_dirs / "puzzles")}],
+                     prm={"model": str(prm)}, search={"strategies": ["greedy"], "n": 2, "max_steps": 2})
+    run(cfg3)
+    (prm / "model.safetensors").write_bytes(b"v2 longer")
+    with pytest.raises(RuntimeError, match="another PRM checkpoint"):
+        run(_stub_cfg(bench_dirs, tmp_path / "b", benchmarks=[{"name": "puzzles", "path": str(bench_dirs / "puzzles")}],
+                      prm={"model": str(prm)}, search={"strategies": ["greedy"], "n": 2, "max_steps": 2},
+                      stages=["search"]))
+
+
+def test_launch_eval_local_mode_passes_quoted_extra_as_one_value(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("benchmarks:\n  - {name: mmmu, path: x}\n  - {name: mmmu, path: x, split: dev}\n")
+    fake_py = tmp_path / "py"
+    fake_py.write_text('#!/bin/bash\nfor a in "$@"; do echo "ARG:$a"; done\n')
+    fake_py.chmod(0o755)
+    env = {**os.environ, "CONFIG": str(cfg), "PYTHON": str(fake_py),
+           "EXTRA": "--benchmarks '[{name: x, path: y}]' --policy.n 8"}
+    out = subprocess.run(["bash", str(REPO / "eval" / "launch_eval.sh")], env=env, capture_output=True,
+                         text=True, check=True).stdout
+    assert "ARG:[{name: x, path: y}]" in out.splitlines() and "ARG:8" in out.splitlines()
+    # PBS: one job set per benchmark name, however many splits it has.
+    env.update(PBS="1", DRY_RUN="1", SHARDS="2", LOG_DIR=str(tmp_path / "logs"), PYTHON=sys.executable, EXTRA="")
+    out = subprocess.run(["bash", str(REPO / "eval" / "launch_eval.sh")], env=env, capture_output=True,
+                         text=True, check=True).stdout
+    assert out.count("#PBS -N eval-") == 3
+
+
+def test_processbench_shards_then_metrics_merge_scores_nothing_again(vpb_dir, tmp_path, stub_models, monkeypatch):
+    from vlprm.config import build_dataclass
+    from vlprm.evaluation import runner
+    from vlprm.evaluation.config import EvalConfig
+
+    def cfg(**over):
+        return build_dataclass(EvalConfig, {
+            "mode": "processbench", "benchmarks": [{"name": "visualprocessbench", "path": str(vpb_dir)}],
+            "prm": {"model": "stub-prm"}, "output_root": str(tmp_path), **over}).validate()
+
+    one = runner.run(cfg(output_root=str(tmp_path / "one")))["processbench"]
+    for i in range(2):
+        runner.run(cfg(shard=f"{i}/2", stages=["score"]))
+    monkeypatch.setattr(runner, "make_prm_scorer", lambda *a, **k: pytest.fail("a metrics-only run loads no PRM"))
+    merged = runner.run(cfg(stages=["metrics"]))["processbench"]
+    assert merged["scored"] == one["scored"] == 2
+    assert merged["step_f1"] == one["step_f1"]

@@ -3,8 +3,9 @@
     cfg = load_config(EvalConfig, "eval/configs/tiny.yaml", ["--policy.n", "8", "--seed=1"])
 
 Overrides are "--section.key value" or "--section.key=value"; values are read as YAML
-("4" -> 4, "null" -> None, "[a, b]" -> list, "a,b" -> list for list fields). Unknown keys are
-errors that list the valid ones. `config_help(cls)` renders every key with its default and the
+("4" -> 4, "null" / "None" -> None, "[a, b]" -> list, "a,b" -> list for list fields), except
+that a text field takes the text as given ("Judge: is it right? #1" stays that string). Unknown
+keys are errors that list the valid ones. `config_help(cls)` renders every key with its default and the
 `help` metadata of its field, for `--help`.
 """
 
@@ -24,6 +25,11 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     origin = typing.get_origin(hint)
     args = [a for a in typing.get_args(hint) if a is not type(None)]
     if value is None:
+        # A list / mapping field that is not Optional: null means empty ("--search.strategies ''").
+        if origin is list or hint is list:
+            return []
+        if origin is dict or hint is dict:
+            return {}
         return None
     if origin in (typing.Union, types.UnionType) and args:
         if isinstance(value, (list, dict)):  # e.g. `list[str] | None` given a list
@@ -47,6 +53,8 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         item = typing.get_args(hint)[0] if typing.get_args(hint) else None
         if item is not None and dataclasses.is_dataclass(item):
             return [build_dataclass(item, v, f"{where}[{i}].") for i, v in enumerate(value)]
+        if item in (str, int, float, bool):  # "--only_benchmarks 2024" is ["2024"], not [2024]
+            return [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
         return list(value)
     if hint is dict or origin is dict:
         if not isinstance(value, dict):
@@ -81,13 +89,44 @@ def build_dataclass(cls: type[T], data: dict, where: str = "") -> T:
     return cls(**kw)
 
 
+_NULLS = ("", "~", "null", "Null", "NULL", "None")
+
+
 def _yaml_value(raw: str) -> Any:
     import yaml
 
+    if raw.strip() == "None":  # Python's spelling of null
+        return None
     try:
         return yaml.safe_load(raw)
     except yaml.YAMLError:
         return raw
+
+
+def _is_text_field(cls: type, parts: Sequence[str]) -> bool:
+    """Whether the dotted field is a `str` / `str | None` field of the dataclass tree."""
+    for p in parts[:-1]:
+        if not dataclasses.is_dataclass(cls):
+            return False
+        cls = typing.get_type_hints(cls).get(p)
+    if not dataclasses.is_dataclass(cls):
+        return False
+    hint = typing.get_type_hints(cls).get(parts[-1])
+    if hint is str:
+        return True
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return typing.get_origin(hint) in (typing.Union, types.UnionType) and args == [str]
+
+
+def _text_value(raw: str) -> str | None:
+    """A text field's command-line value as given: YAML would turn "a: b" into a mapping, cut
+    " #..." as a comment, and "yes" / "0123" into a bool / an int."""
+    s = raw.strip()
+    if s in _NULLS:  # as YAML reads them (a required text field then fails where it is used)
+        return None
+    if len(s) >= 2 and s[0] == s[-1] and s[0] in "'\"":  # quoted on purpose: YAML unquotes it
+        return str(_yaml_value(raw))
+    return raw
 
 
 def _set_dotted(d: dict, key: str, value: Any) -> None:
@@ -99,8 +138,9 @@ def _set_dotted(d: dict, key: str, value: Any) -> None:
     d[parts[-1]] = value
 
 
-def parse_overrides(args: Sequence[str]) -> dict:
-    """["--a.b", "1", "--c=x"] -> {"a": {"b": 1}, "c": "x"}."""
+def parse_overrides(args: Sequence[str], cls: type | None = None) -> dict:
+    """["--a.b", "1", "--c=x"] -> {"a": {"b": 1}, "c": "x"}. With the config class, text fields
+    keep their raw text (see `_text_value`)."""
     data: dict = {}
     args = list(args)
     i = 0
@@ -117,7 +157,8 @@ def parse_overrides(args: Sequence[str]) -> dict:
             key, raw = a[2:], args[i + 1]
             i += 2
         key = ".".join(p.replace("-", "_") for p in key.split("."))
-        _set_dotted(data, key, _yaml_value(raw))
+        text = cls is not None and _is_text_field(cls, key.split("."))
+        _set_dotted(data, key, _text_value(raw) if text else _yaml_value(raw))
     return data
 
 
@@ -143,7 +184,7 @@ def load_config(cls: type[T], path: str | os.PathLike | None = None, overrides: 
             data = yaml.safe_load(f) or {}
         if not isinstance(data, dict):
             raise ValueError(f"{path}: the config must be a YAML mapping")
-    data = deep_merge(data, parse_overrides(overrides))
+    data = deep_merge(data, parse_overrides(overrides, cls))
     cfg = build_dataclass(cls, data)
     validate = getattr(cfg, "validate", None)
     return validate() if callable(validate) else cfg

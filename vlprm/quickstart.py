@@ -106,18 +106,22 @@ def main(argv: list[str] | None = None) -> int:
               "MIN_PIXELS": str(4 * 28 * 28), "MAX_PIXELS": str(64 * 28 * 28), "GRAD_CKPT": "false",
               "REPORT_TO": "none", "EXTRA_ARGS": "--eval_fraction 0.2 --save_strategy no --logging_steps 4"},
              "5/6 PRM training")
-        # A new PRM: the previous evaluation's scores belong to the old one.
-        shutil.rmtree(out / "eval" / "tiny", ignore_errors=True)
+        # A new PRM: the previous evaluations' scores belong to the old one.
+        for old in (out / "eval").glob("tiny*"):
+            shutil.rmtree(old, ignore_errors=True)
 
     # 5. evaluation with the trained PRM: best-of-N, weighted, majority, greedy, beam, DVTS
     eval_out = out / "eval"
+    # Named by N and seed: a run with another --n or --seed must not resume (and be skipped by)
+    # one whose candidates were sampled with different settings.
+    run_name = f"tiny_N{args.n}_seed{args.seed}"
     _run([py, "eval/run_eval.py", "--config", "eval/configs/tiny.yaml",
           "--benchmarks", json.dumps([{"name": "puzzles", "path": str(eval_pz)}]),
           "--policy.model", str(policy), "--prm.model", str(prm), "--policy.n", str(args.n),
-          "--output_root", str(eval_out), "--run_name", "tiny", "--seed", str(args.seed)],
+          "--output_root", str(eval_out), "--run_name", run_name, "--seed", str(args.seed)],
          env, "6/6 evaluation")
 
-    run_dir = eval_out / "tiny"
+    run_dir = eval_out / run_name
     print("\n" + "=" * 72)
     print(f"quickstart finished in {time.time() - t0:.0f} s")
     print(f"  sampled solutions + labels: {synth}/rollouts.jsonl, {synth}/combined.jsonl")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Sequence
 
 from tqdm.auto import tqdm
@@ -38,6 +39,13 @@ def load_vlm(model: str, *, dtype: str = "auto", device: str | None = None,
     return mdl, processor
 
 
+def _free_cuda_cache() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 class HFGenerator(Generator):
     """Generation with transformers. One request at a time, its n samples in one batch."""
 
@@ -58,6 +66,9 @@ class HFGenerator(Generator):
                 results.append(self._one(req, sampling))
             except (ImageLoadError, ValueError) as e:
                 results.append(GenerationResult(error=str(e), request_id=req.id))
+            except Exception as e:  # noqa: BLE001 - e.g. CUDA out of memory: this request fails, the run goes on
+                results.append(GenerationResult(error=f"{type(e).__name__}: {e}", request_id=req.id))
+                _free_cuda_cache()
         return results
 
     def _one(self, req: ChatRequest, sampling: SamplingConfig) -> GenerationResult:
@@ -71,9 +82,12 @@ class HFGenerator(Generator):
         if seed is not None:
             torch.manual_seed(seed)
         greedy = sampling.temperature <= 0
+        # Greedy decoding gives one answer; transformers refuses n > 1 without sampling (vLLM
+        # returns n identical completions): decode once and repeat it below.
+        n_seq = 1 if greedy else sampling.n
         gen_kw = dict(
             max_new_tokens=sampling.max_tokens, do_sample=not greedy,
-            num_return_sequences=sampling.n, repetition_penalty=sampling.repetition_penalty,
+            num_return_sequences=n_seq, repetition_penalty=sampling.repetition_penalty,
             return_dict_in_generate=True, output_scores=sampling.logprobs is not None,
             pad_token_id=self.tokenizer.pad_token_id,
         )
@@ -112,4 +126,6 @@ class HFGenerator(Generator):
                 comp.logprobs = trans[row, : len(ids)].tolist()
                 comp.tokens = [self.tokenizer.decode([t]) for t in ids]
             completions.append(comp)
+        if greedy and sampling.n > 1:
+            completions = [completions[0]] + [dataclasses.replace(completions[0]) for _ in range(sampling.n - 1)]
         return GenerationResult(completions=completions, prompt_tokens=n_prompt, request_id=req.id)

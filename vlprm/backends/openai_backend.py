@@ -117,7 +117,10 @@ class OpenAIGenerator(Generator):
             futures = {pool.submit(self._one, req, sampling): i for i, req in enumerate(requests)}
             for fut in futures:
                 i = futures[fut]
-                results[i] = fut.result()
+                try:
+                    results[i] = fut.result()
+                except Exception as e:  # noqa: BLE001 - e.g. a malformed reply: this request fails, not the batch
+                    results[i] = GenerationResult(error=f"{type(e).__name__}: {_short(e)}", request_id=requests[i].id)
                 bar.update(1)
         return results  # type: ignore[return-value]
 

@@ -7,6 +7,7 @@ starts in seconds instead of a minute), in float32, eager, with a small RAM rese
 from __future__ import annotations
 
 import os
+import sys
 import time
 from typing import Any, Sequence
 
@@ -16,6 +17,13 @@ from vlprm.backends.base import (
 )
 
 _ENGINES: dict[tuple, Any] = {}
+
+
+def _is_request_error(e: BaseException) -> bool:
+    """Whether vLLM refused a request (validation), as opposed to an engine failure."""
+    # vllm.exceptions is loaded with the engine (older vLLM has none: its validation errors are ValueErrors).
+    client_error = getattr(sys.modules.get("vllm.exceptions"), "VLLMClientError", ValueError)
+    return isinstance(e, (ValueError, TypeError, client_error))
 
 
 def cuda_available() -> bool:
@@ -115,6 +123,9 @@ class VLLMGenerator(Generator):
             except (ImageLoadError, ValueError) as e:
                 results[i] = GenerationResult(error=str(e), request_id=req.id)
                 continue
+            except Exception as e:  # noqa: BLE001 - e.g. a chat template error: this request fails, not the batch
+                results[i] = GenerationResult(error=f"{type(e).__name__}: {e}", request_id=req.id)
+                continue
             prompt: dict = {"prompt": text}
             if images:
                 prompt["multi_modal_data"] = {"image": images}
@@ -122,8 +133,27 @@ class VLLMGenerator(Generator):
             params.append(self._params(sampling, req.seed))
             where.append(i)
         if prompts:
-            outputs = self.llm.generate(prompts, params, use_tqdm=progress)
+            try:
+                outputs = self.llm.generate(prompts, params, use_tqdm=progress)
+            except Exception as batch_error:  # noqa: BLE001
+                if not _is_request_error(batch_error):
+                    raise
+                # vLLM rejects the whole batch for one bad prompt (longer than max_model_len, too
+                # many images) and aborts what it had queued: redo one by one so only that request
+                # fails. Engine failures (dead engine, out of memory) are not request errors: they
+                # raise, so a run stops instead of recording every later request as failed.
+                outputs = []
+                for prompt, param, i in zip(prompts, params, where):
+                    try:
+                        outputs.append(self.llm.generate([prompt], [param], use_tqdm=False)[0])
+                    except Exception as e:  # noqa: BLE001
+                        if not _is_request_error(e):
+                            raise
+                        outputs.append(None)
+                        results[i] = GenerationResult(error=f"{type(e).__name__}: {e}", request_id=requests[i].id)
             for i, out in zip(where, outputs):
+                if out is None:
+                    continue
                 results[i] = GenerationResult(
                     completions=[_completion(c, self.tokenizer) for c in out.outputs],
                     prompt_tokens=len(out.prompt_token_ids or []), request_id=requests[i].id)

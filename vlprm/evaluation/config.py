@@ -138,6 +138,14 @@ class EvalConfig:
             raise ValueError("no benchmarks configured: add a `benchmarks:` list (name, path) to the config")
         if self.policy.n < 1:
             raise ValueError("policy.n must be >= 1")
+        from vlprm.prm.aggregate import AGGREGATIONS
+
+        bad = [a for a in [*self.prm.aggregations, self.search.aggregation, self.search.final_aggregation]
+               if a not in AGGREGATIONS]
+        if bad:  # caught now, not when the metrics stage runs after hours of sampling
+            raise ValueError(f"unknown aggregation(s) {bad}; choose from {', '.join(AGGREGATIONS)}")
+        if self.search.strategies and "outcome" in (self.search.aggregation, self.search.final_aggregation):
+            raise ValueError("search.aggregation / search.final_aggregation must be step aggregations, not outcome")
         if (self.search.strategies or self.scorer == "evpv") and not self.prm.model:
             raise ValueError("step search and EVPV need a PRM: set prm.model")
         parse_shard(self.shard)
@@ -164,5 +172,9 @@ class EvalConfig:
         for k in ("stages", "output_root", "run_name", "shard", "only_benchmarks", "plots", "search",
                   "sample_chunk"):
             d.pop(k)
+        # Where and how fast things run, not what they compute: a resumed run or a merge job that
+        # sets them differently (another GPU, a smaller batch after an OOM) finds the same directory.
+        for section, k in (("prm", "batch_size"), ("prm", "device"), ("policy", "gpu_memory_utilization")):
+            d[section].pop(k)
         digest = hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:6]
         return "_".join(parts + [digest])

@@ -9,6 +9,10 @@ Stages (each resumable, each an append-only JSONL keyed by problem id, each runn
             outcome score per candidate when prm.outcome. -> scores[.shard].jsonl
 3. search   step-level strategies (greedy, beam, DVTS) guided by the PRM.
             -> search_<strategy>_<settings>[.shard].jsonl
+
+[.shard] is ".<benchmarks>" when --only_benchmarks is given and ".shard<i>of<n>" for --shard i/n,
+so concurrent jobs never write one file. Records are keyed by "<benchmark>/<problem id>" (ids are
+unique only within a benchmark); a stage skips what any file of the run already holds.
 4. metrics  pass@k, BoN@k (per aggregation), weighted@k, maj@k for every k = 1, 2, 4, ... N_max
             from the same candidates, per benchmark and overall; step search accuracy and
             compute; tables (markdown + CSV) and plots. Reads every shard's files, so running
@@ -23,7 +27,10 @@ from __future__ import annotations
 
 import csv
 import glob
+import hashlib
 import json
+import os
+import re
 import sys
 import time
 from collections import Counter, defaultdict
@@ -43,13 +50,24 @@ SCORE_CHUNK = 64  # candidates per scorer call between checkpoints
 
 
 def _shard_suffix(cfg: EvalConfig) -> str:
+    """What this process's files are named by: its benchmarks (--only_benchmarks) and its shard.
+    Jobs that run at the same time (one per benchmark x shard) never append to the same file."""
     i, n = parse_shard(cfg.shard)
-    return "" if n == 1 else f".shard{i}of{n}"
+    parts = []
+    if cfg.only_benchmarks:
+        parts.append("+".join(sorted(re.sub(r"[^A-Za-z0-9_-]+", "-", b) for b in cfg.only_benchmarks)))
+    if n > 1:
+        parts.append(f"shard{i}of{n}")
+    return "".join("." + x for x in parts)
 
 
 def _all_shards(run_dir: Path, stem: str) -> list[Path]:
-    """Every shard file of a stage (and the unsharded one): the merge reads them all."""
-    return sorted(Path(p) for p in glob.glob(str(run_dir / f"{stem}*.jsonl")))
+    """Every shard file of a stage (and the unsharded one): the merge reads them all. Only
+    `stem.jsonl` and `stem.<suffix>.jsonl` match (stems hold no dots), never another stem that
+    merely starts with this one."""
+    paths = glob.glob(glob.escape(str(run_dir / stem)) + ".jsonl") + \
+        glob.glob(glob.escape(str(run_dir / stem)) + ".*.jsonl")
+    return sorted(Path(p) for p in paths)
 
 
 def _read_merged(run_dir: Path, stem: str) -> dict[str, dict]:
@@ -58,6 +76,12 @@ def _read_merged(run_dir: Path, stem: str) -> dict[str, dict]:
         for rec in read_jsonl(p):
             out[str(rec["id"])] = rec
     return out
+
+
+def record_id(bench: str, problem) -> str:
+    """The key of a problem's records: problem ids are unique only within a benchmark
+    (MathVista and MathVision both number theirs 1, 2, ...)."""
+    return f"{bench}/{problem.id}"
 
 
 def load_problems(cfg: EvalConfig) -> tuple[dict[str, list], dict[str, dict]]:
@@ -127,7 +151,8 @@ def make_scorer_for(cfg: EvalConfig, policy=None, run_dir: Path | None = None):
 
         evpv_cfg = dict(cfg.evpv)
         if run_dir is not None and not evpv_cfg.get("cache_dir"):
-            evpv_cfg["cache_dir"] = str(run_dir / "evpv_cache")
+            # One cache per shard / benchmark job: concurrent jobs never append to one file.
+            evpv_cfg["cache_dir"] = str(run_dir / f"evpv_cache{_shard_suffix(cfg)}")
         return build_evpv_scorer(evpv_cfg, base_scorer=base, generator=policy)
     return base
 
@@ -142,7 +167,10 @@ def stage_sample(cfg: EvalConfig, run_dir: Path, problems: dict[str, list], poli
     p = cfg.policy
     sampling = SamplingConfig(n=p.n, max_tokens=p.max_tokens, **p.sampling_defaults())
     store = JsonlStore(run_dir / f"candidates{_shard_suffix(cfg)}.jsonl")
-    todo = [(bench, pr) for bench, prs in problems.items() for pr in prs if str(pr.id) not in store]
+    # Done in any file of the run (another shard layout, an unsharded run): never sampled twice.
+    done = set(_read_merged(run_dir, "candidates")) | set(store.keys())
+    todo = [(bench, pr) for bench, prs in problems.items() for pr in prs if record_id(bench, pr) not in done]
+    n_done = sum(1 for bench, prs in problems.items() for pr in prs if record_id(bench, pr) in done)
     t0 = time.time()
     failed = Counter()
     chunk = max(1, cfg.sample_chunk)  # a kill loses at most one chunk of generation
@@ -152,8 +180,8 @@ def stage_sample(cfg: EvalConfig, run_dir: Path, problems: dict[str, list], poli
             reqs = [rollout_request(pr, style=p.style, seed=cfg.seed) for _, pr in part]
             results = policy.generate(reqs, sampling, progress=False)
             for (bench, pr), res in zip(part, results):
-                rec: dict[str, Any] = {"id": str(pr.id), "benchmark": bench, "prompt_tokens": res.prompt_tokens,
-                                       "error": res.error, "candidates": []}
+                rec: dict[str, Any] = {"id": record_id(bench, pr), "problem_id": str(pr.id), "benchmark": bench,
+                                       "prompt_tokens": res.prompt_tokens, "error": res.error, "candidates": []}
                 if res.ok:
                     for i, c in enumerate(res.completions):
                         sol = parse_solution(pr, i, c.text, policy=p.model, style=p.style, max_steps=p.max_steps,
@@ -168,7 +196,7 @@ def stage_sample(cfg: EvalConfig, run_dir: Path, problems: dict[str, list], poli
                 store.append(rec)
             bar.update(len(part))
     store.close()
-    summary["sample"] = {"new": len(todo), "done_before": len(store) - len(todo), "failed": dict(failed),
+    summary["sample"] = {"new": len(todo), "done_before": n_done, "failed": dict(failed),
                          "seconds": round(time.time() - t0, 1)}
 
 
@@ -191,16 +219,26 @@ def prm_fingerprint(model: str) -> dict:
 
 
 def _check_prm_fingerprint(cfg: EvalConfig, run_dir: Path) -> None:
-    """Scores on disk must come from the PRM configured now; never mix two checkpoints' scores."""
+    """Scores on disk (scores and step search files) must come from the PRM configured now;
+    never mix two checkpoints' scores."""
     fp = {"scorer": cfg.scorer, **prm_fingerprint(cfg.prm.model)}
     path = run_dir / "prm_fingerprint.json"
     if path.exists():
-        old = json.loads(path.read_text())
-        if old != fp and any(run_dir.glob("scores*.jsonl")):
+        try:
+            old = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            old = None  # unreadable (written by an old version that was killed mid-write)
+        scored = any(any(run_dir.glob(pat)) for pat in ("scores*.jsonl", "step_scores*.jsonl", "search_*.jsonl"))
+        if old != fp and scored:
+            old = old or {}
             raise RuntimeError(f"{run_dir} holds scores from another PRM checkpoint ({old.get('model')}, "
                                f"weights {old.get('weights')}); the PRM now is {fp.get('model')} with weights "
-                               f"{fp.get('weights')}. Use another --run_name or delete the scores*.jsonl files.")
-    path.write_text(json.dumps(fp, indent=1))
+                               f"{fp.get('weights')}. Use another --run_name or delete the scores*.jsonl, "
+                               f"step_scores*.jsonl and search_*.jsonl files.")
+    # Atomic: shard jobs starting together read it while another one writes it.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(fp, indent=1))
+    os.replace(tmp, path)
 
 
 def stage_score(cfg: EvalConfig, run_dir: Path, problems: dict[str, list], scorer, outcome_scorer,
@@ -208,8 +246,9 @@ def stage_score(cfg: EvalConfig, run_dir: Path, problems: dict[str, list], score
     _check_prm_fingerprint(cfg, run_dir)
     cands = _read_merged(run_dir, "candidates")
     store = JsonlStore(run_dir / f"scores{_shard_suffix(cfg)}.jsonl")
-    by_id = {str(pr.id): pr for prs in problems.values() for pr in prs}
-    todo = [pid for pid in by_id if pid in cands and pid not in store]
+    by_id = {record_id(bench, pr): pr for bench, prs in problems.items() for pr in prs}
+    done = set(_read_merged(run_dir, "scores")) | set(store.keys())
+    todo = [pid for pid in by_id if pid in cands and pid not in done]
     t0 = time.time()
     errors = Counter()
     with tqdm(total=len(todo), desc="score", disable=not todo) as bar:
@@ -244,9 +283,14 @@ def stage_score(cfg: EvalConfig, run_dir: Path, problems: dict[str, list], score
 
 
 def search_stem(cfg: EvalConfig, strategy: str) -> str:
+    """The file stem of a strategy's results, named by every search setting that changes them
+    (the rest, in a short hash), so changing one never reuses results made with another."""
     s = cfg.search
     extra = {"beam": f"_w{s.beam_width}", "dvts": f"_m{s.n_subtrees}"}.get(strategy, "")
-    return f"search_{strategy}_n{s.n}{extra}_steps{s.max_steps}_{s.aggregation}"
+    rest = json.dumps({"max_step_tokens": s.max_step_tokens, "final_aggregation": s.final_aggregation,
+                       "threshold": s.threshold}, sort_keys=True)
+    digest = hashlib.sha1(rest.encode()).hexdigest()[:6]
+    return f"search_{strategy}_n{s.n}{extra}_steps{s.max_steps}_{s.aggregation}_{digest}"
 
 
 def stage_search(cfg: EvalConfig, run_dir: Path, problems: dict[str, list], policy, scorer, summary: dict) -> None:
@@ -255,6 +299,7 @@ def stage_search(cfg: EvalConfig, run_dir: Path, problems: dict[str, list], poli
 
     p, s = cfg.policy, cfg.search
     defaults = p.sampling_defaults()
+    _check_prm_fingerprint(cfg, run_dir)
     summary["search"] = {}
     for strategy in s.strategies:
         sc = SearchConfig(strategy=strategy, n=s.n, beam_width=s.beam_width, n_subtrees=s.n_subtrees,
@@ -262,7 +307,8 @@ def stage_search(cfg: EvalConfig, run_dir: Path, problems: dict[str, list], poli
                           aggregation=s.aggregation, final_aggregation=s.final_aggregation,
                           threshold=s.threshold, seed=cfg.seed, **defaults)
         store = JsonlStore(run_dir / f"{search_stem(cfg, strategy)}{_shard_suffix(cfg)}.jsonl")
-        todo = [(b, pr) for b, prs in problems.items() for pr in prs if str(pr.id) not in store]
+        done = set(_read_merged(run_dir, search_stem(cfg, strategy))) | set(store.keys())
+        todo = [(b, pr) for b, prs in problems.items() for pr in prs if record_id(b, pr) not in done]
         t0 = time.time()
         for b in tqdm(range(0, len(todo), 8), desc=strategy, disable=not todo):
             part = todo[b:b + 8]
@@ -270,7 +316,7 @@ def stage_search(cfg: EvalConfig, run_dir: Path, problems: dict[str, list], poli
             for (bench, pr), res in zip(part, results):
                 rec = res.to_dict()
                 answer = extract_answer(res.text, pr.options, pr.answer_type) if res.text else None
-                rec.update(id=str(pr.id), benchmark=bench, answer=answer,
+                rec.update(id=record_id(bench, pr), problem_id=str(pr.id), benchmark=bench, answer=answer,
                            correct=bool(answer is not None and check_answer(answer, pr, extract=False)))
                 store.append(rec)
         store.close()
@@ -286,7 +332,8 @@ def _candidate_rows(cfg: EvalConfig, cands: dict, scores: dict, problems_by_id: 
     from vlprm.prm.aggregate import aggregate
 
     out: dict[str, dict[str, list]] = defaultdict(dict)
-    for pid, rec in cands.items():
+    # Sorted: the same numbers (to the last bit) whether the records came from one file or shards.
+    for pid, rec in sorted(cands.items()):
         pr = problems_by_id.get(pid)
         if pr is None or not rec["candidates"]:
             continue
@@ -315,7 +362,7 @@ def compute_metrics(cfg: EvalConfig, run_dir: Path, problems: dict[str, list]) -
     """Metrics from every shard's files; writes metrics.json, metrics.md, metrics.csv, plots."""
     from vlprm.metrics import tts_metrics
 
-    problems_by_id = {str(pr.id): pr for prs in problems.values() for pr in prs}
+    problems_by_id = {record_id(bench, pr): pr for bench, prs in problems.items() for pr in prs}
     cands = _read_merged(run_dir, "candidates")
     scores = _read_merged(run_dir, "scores")
     rows = _candidate_rows(cfg, cands, scores, problems_by_id)
@@ -323,13 +370,17 @@ def compute_metrics(cfg: EvalConfig, run_dir: Path, problems: dict[str, list]) -
     results: dict[str, Any] = {"benchmarks": {}, "search": {}, "config_name": cfg.name()}
     all_rows: dict[str, list] = {}
     for bench, by_pid in sorted(rows.items()):
-        by_pid = {pid: c for pid, c in by_pid.items() if len(c) == n_max}  # failed samples excluded
+        complete = {pid: c for pid, c in by_pid.items() if len(c) == n_max}  # failed samples excluded
+        if len(complete) < len(by_pid):
+            print(f"[eval] {bench}: {len(by_pid) - len(complete)} problem(s) without {n_max} candidates "
+                  f"(failed requests) are left out of the metrics", flush=True)
+        by_pid = complete
         if not by_pid:
             continue
         m = tts_metrics(by_pid, seed=cfg.seed, vote_subsets="random")
         m["compute"] = _compute(by_pid)
         results["benchmarks"][bench] = m
-        all_rows.update({f"{bench}/{pid}": c for pid, c in by_pid.items()})
+        all_rows.update(by_pid)  # record ids already name their benchmark
     if len(results["benchmarks"]) > 1:
         m = tts_metrics(all_rows, seed=cfg.seed, vote_subsets="random")
         m["compute"] = _compute(all_rows)
@@ -418,22 +469,31 @@ def run_processbench(cfg: EvalConfig, run_dir: Path, scorer, summary: dict) -> d
     shard = parse_shard(cfg.shard)
     samples = []
     for spec in cfg.benchmarks:
+        if cfg.only_benchmarks and spec.name not in cfg.only_benchmarks and spec.key not in cfg.only_benchmarks:
+            continue
         report = LoadReport(benchmark=spec.name, source=spec.path)
         items = load_benchmark(spec.name, spec.path, split=spec.split, limit=spec.limit, report=report,
                                on_error="skip")
         samples += [s for s in items if in_shard(str(s.id), shard)]
         summary.setdefault("load", {})[spec.key] = {"loaded": report.loaded, "skipped": len(report.skipped)}
-    store = JsonlStore(run_dir / f"step_scores{_shard_suffix(cfg)}.jsonl")
-    todo = [s for s in samples if str(s.id) not in store]
     t0 = time.time()
-    for b in tqdm(range(0, len(todo), SCORE_CHUNK), desc="score steps", disable=not todo):
-        part = todo[b:b + SCORE_CHUNK]
-        res = scorer.score([build_prm_sample(s.problem, s.steps, id=str(s.id)) for s in part])
-        for s, r in zip(part, res):
-            store.append({"id": str(s.id), "source": s.source, "labels": s.labels, **r.to_dict()})
-    store.close()
-    recs = [r for r in _read_merged(run_dir, "step_scores").values() if r.get("p_plus")]
-    failed = len(_read_merged(run_dir, "step_scores")) - len(recs)
+    if scorer is not None:  # the score stage (a metrics-only run merges what the shards scored)
+        _check_prm_fingerprint(cfg, run_dir)
+        store = JsonlStore(run_dir / f"step_scores{_shard_suffix(cfg)}.jsonl")
+        done = set(_read_merged(run_dir, "step_scores")) | set(store.keys())
+        todo = [s for s in samples if str(s.id) not in done]
+        for b in tqdm(range(0, len(todo), SCORE_CHUNK), desc="score steps", disable=not todo):
+            part = todo[b:b + SCORE_CHUNK]
+            res = scorer.score([build_prm_sample(s.problem, s.steps, id=str(s.id)) for s in part])
+            for s, r in zip(part, res):
+                store.append({"id": str(s.id), "source": s.source, "labels": s.labels, **r.to_dict()})
+        store.close()
+        summary["processbench_scored_new"] = len(todo)
+    if "metrics" not in cfg.stages:
+        return {"scored_new": summary.get("processbench_scored_new", 0), "seconds": round(time.time() - t0, 1)}
+    merged = _read_merged(run_dir, "step_scores")
+    recs = [r for r in merged.values() if r.get("p_plus")]
+    failed = len(merged) - len(recs)
     th = cfg.prm.threshold
     f1 = process_bench_f1([r["labels"] for r in recs], [r["p_plus"] for r in recs], th,
                           [r["source"] for r in recs])
@@ -465,15 +525,21 @@ def run(cfg: EvalConfig) -> dict:
     print(f"[eval] run dir: {run_dir}", flush=True)
     summary: dict[str, Any] = {"run_dir": str(run_dir), "shard": cfg.shard}
     if cfg.mode == "processbench":
-        scorer = make_scorer_for(cfg, run_dir=run_dir)
+        scorer = make_scorer_for(cfg, run_dir=run_dir) if "score" in cfg.stages else None
         summary["processbench"] = run_processbench(cfg, run_dir, scorer, summary)
-        print((run_dir / "metrics.md").read_text())
+        if "metrics" in cfg.stages:
+            print((run_dir / "metrics.md").read_text())
     else:
         problems, reports = load_problems(cfg)
         summary["load"] = reports
         n_probs = sum(len(v) for v in problems.values())
         print(f"[eval] {n_probs} problems: " + ", ".join(f"{k} {len(v)}" for k, v in problems.items()), flush=True)
-        need_policy = "sample" in cfg.stages or ("search" in cfg.stages and cfg.search.strategies)
+        # EVPV's describer / extractor / verifier default to the policy (a role without its own
+        # {backend, model} uses it), so scoring with EVPV needs it too.
+        evpv_needs_policy = cfg.scorer == "evpv" and "score" in cfg.stages and not all(
+            cfg.evpv.get(role) for role in ("describer", "extractor", "verifier"))
+        need_policy = ("sample" in cfg.stages or ("search" in cfg.stages and cfg.search.strategies)
+                       or evpv_needs_policy)
         policy = make_policy(cfg) if need_policy else None
         if "sample" in cfg.stages:
             stage_sample(cfg, run_dir, problems, policy, summary)
@@ -513,10 +579,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(HELP + "\nconfig keys:" + config_help(EvalConfig))
         return 0
     path = None
-    if "--config" in argv:
-        i = argv.index("--config")
-        path = argv[i + 1]
-        argv = argv[:i] + argv[i + 2:]
+    for i, a in enumerate(argv):
+        if a == "--config":
+            if i + 1 >= len(argv):
+                raise SystemExit("--config needs a YAML path")
+            path, argv = argv[i + 1], argv[:i] + argv[i + 2:]
+            break
+        if a.startswith("--config="):
+            path, argv = a.split("=", 1)[1], argv[:i] + argv[i + 1:]
+            break
     cfg = load_config(EvalConfig, path, argv)
     run(cfg)
     return 0

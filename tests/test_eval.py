@@ -405,3 +405,36 @@ def test_processbench_shards_then_metrics_merge_scores_nothing_again(vpb_dir, tm
     merged = runner.run(cfg(stages=["metrics"]))["processbench"]
     assert merged["scored"] == one["scored"] == 2
     assert merged["step_f1"] == one["step_f1"]
+
+
+def test_failed_sampling_is_reported_and_retried_only_when_asked(bench_dirs, tmp_path, stub_models, monkeypatch):
+    """An HTTP failure is recorded with its reason and left out of the metrics; a rerun with
+    retry_failed samples it again, scores the new candidates and counts the problem."""
+    from vlprm.backends import GenerationResult
+    from vlprm.evaluation import runner
+
+    class Flaky(_StubPolicy):
+        fail = True
+
+        def generate(self, requests, sampling, **kw):
+            out = super().generate(requests, sampling, **kw)
+            if Flaky.fail and not requests[0].continue_final_message:
+                out[0] = GenerationResult(error="APIConnectionError: refused after 3 attempts",
+                                          request_id=requests[0].id)
+            return out
+
+    monkeypatch.setattr(runner, "make_policy", lambda cfg: Flaky())
+    over = {"benchmarks": [{"name": "puzzles", "path": str(bench_dirs / "puzzles")}],
+            "search": {"strategies": []}, "sample_chunk": 4}
+    first = runner.run(_stub_cfg(bench_dirs, tmp_path, **over))
+    assert first["sample"]["failed"] == {"APIConnectionError": 1}
+    m = json.loads((Path(first["run_dir"]) / "metrics.json").read_text())
+    assert m["benchmarks"]["puzzles"]["counts"]["problems"] == 3  # the failed one is left out
+    again = runner.run(_stub_cfg(bench_dirs, tmp_path, **over))
+    assert again["sample"]["new"] == 0  # not retried unless asked
+    Flaky.fail = False
+    retried = runner.run(_stub_cfg(bench_dirs, tmp_path, retry_failed=True, **over))
+    assert retried["run_dir"] == first["run_dir"]
+    assert retried["sample"]["new"] == 1 and retried["score"]["new"] == 1
+    m = json.loads((Path(retried["run_dir"]) / "metrics.json").read_text())
+    assert m["benchmarks"]["puzzles"]["counts"]["problems"] == 4

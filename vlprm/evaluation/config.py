@@ -122,6 +122,8 @@ class EvalConfig:
     only_benchmarks: list[str] | None = field(default=None, metadata={"help": "restrict to these benchmark names"})
     plots: bool = True
     sample_chunk: int = field(default=16, metadata={"help": "problems per generate call (a kill loses at most one chunk)"})
+    retry_failed: bool = field(default=False, metadata={"help": "sample again problems whose sampling failed "
+                                                             "in an earlier run (e.g. HTTP errors)"})
 
     def validate(self) -> "EvalConfig":
         if self.mode not in MODES:
@@ -170,7 +172,7 @@ class EvalConfig:
         # Search settings stay out: adding a strategy to a run reuses its candidates and scores
         # (search result files are named by their own hyper-parameters).
         for k in ("stages", "output_root", "run_name", "shard", "only_benchmarks", "plots", "search",
-                  "sample_chunk"):
+                  "sample_chunk", "retry_failed"):
             d.pop(k)
         # Where and how fast things run, not what they compute: a resumed run or a merge job that
         # sets them differently (another GPU, a smaller batch after an OOM) finds the same directory.

@@ -168,7 +168,10 @@ def stage_sample(cfg: EvalConfig, run_dir: Path, problems: dict[str, list], poli
     sampling = SamplingConfig(n=p.n, max_tokens=p.max_tokens, **p.sampling_defaults())
     store = JsonlStore(run_dir / f"candidates{_shard_suffix(cfg)}.jsonl")
     # Done in any file of the run (another shard layout, an unsharded run): never sampled twice.
-    done = set(_read_merged(run_dir, "candidates")) | set(store.keys())
+    merged = {**_read_merged(run_dir, "candidates"), **{k: store.get(k) for k in store.keys()}}
+    # A failed record (the request errored) counts as done unless retry_failed: then it is sampled
+    # again and the new record supersedes it (last write wins when files are read).
+    done = {k for k, r in merged.items() if not (cfg.retry_failed and r.get("error"))}
     todo = [(bench, pr) for bench, prs in problems.items() for pr in prs if record_id(bench, pr) not in done]
     n_done = sum(1 for bench, prs in problems.items() for pr in prs if record_id(bench, pr) in done)
     t0 = time.time()
@@ -247,7 +250,9 @@ def stage_score(cfg: EvalConfig, run_dir: Path, problems: dict[str, list], score
     cands = _read_merged(run_dir, "candidates")
     store = JsonlStore(run_dir / f"scores{_shard_suffix(cfg)}.jsonl")
     by_id = {record_id(bench, pr): pr for bench, prs in problems.items() for pr in prs}
-    done = set(_read_merged(run_dir, "scores")) | set(store.keys())
+    scored = {**_read_merged(run_dir, "scores"), **{k: store.get(k) for k in store.keys()}}
+    # Scored means scored for the candidates on disk now (a resampled failure has new ones).
+    done = {k for k, r in scored.items() if k in cands and len(r["scores"]) == len(cands[k]["candidates"])}
     todo = [pid for pid in by_id if pid in cands and pid not in done]
     t0 = time.time()
     errors = Counter()

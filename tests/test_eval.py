@@ -438,3 +438,25 @@ def test_failed_sampling_is_reported_and_retried_only_when_asked(bench_dirs, tmp
     assert retried["sample"]["new"] == 1 and retried["score"]["new"] == 1
     m = json.loads((Path(retried["run_dir"]) / "metrics.json").read_text())
     assert m["benchmarks"]["puzzles"]["counts"]["problems"] == 4
+
+
+def test_visuals_compare_runs_in_one_figure(tmp_path):
+    from vlprm.metrics import tts_metrics
+
+    runs = []
+    for name, scores in (("prm-a", [0.9, 0.1, 0.5, 0.2]), ("prm-b", [0.1, 0.9, 0.5, 0.2])):
+        cands = {"p1": [{"answer": a, "correct": a == "A", "score": {"last": s}}
+                        for a, s in zip("ABAC", scores)]}
+        d = tmp_path / name
+        d.mkdir()
+        (d / "metrics.json").write_text(json.dumps({"benchmarks": {"puzzles": tts_metrics(cands)}}))
+        runs.append(str(d))
+    out = tmp_path / "cmp.png"
+    res = subprocess.run([sys.executable, str(REPO / "visuals" / "plot_results.py"), *runs,
+                          "--metrics", "pass@k", "bon@k[last]", "--out", str(out)],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert out.stat().st_size > 5000 and out.read_bytes()[:4] == b"\x89PNG"
+    bad = subprocess.run([sys.executable, str(REPO / "visuals" / "plot_results.py"), str(tmp_path)],
+                         capture_output=True, text=True)
+    assert bad.returncode != 0 and "not an evaluation run directory" in bad.stderr

@@ -6,7 +6,7 @@
 import argparse
 import sys
 
-from vlprm.labeling.pipeline import merge_shards
+from vlprm.synthesis.pipeline import merge_shards
 
 
 def main() -> int:

@@ -15,11 +15,11 @@ import pytest
 from vlprm.backends.base import ChatRequest, Completion, GenerationResult, Generator, SamplingConfig
 from vlprm.data.schema import Problem, Solution, Step, StepEvidence
 from vlprm.data.store import read_jsonl
-from vlprm.labeling.combine import Evidence, label, labels_from_first_error, mc_first_error, soft_from_evidence
-from vlprm.labeling.judge import (ReplyCache, parse_judge_reply, read_batch_output, request_body, request_key,
+from vlprm.synthesis.combine import Evidence, label, labels_from_first_error, mc_first_error, soft_from_evidence
+from vlprm.synthesis.judge import (ReplyCache, parse_judge_reply, read_batch_output, request_body, request_key,
                                   write_batch_file)
-from vlprm.labeling.mc import Prober, SimulatedPolicy, per_step
-from vlprm.labeling.omegaprm import binary_search
+from vlprm.synthesis.mc import Prober, SimulatedPolicy, per_step
+from vlprm.synthesis.omegaprm import binary_search
 
 # --------------------------------------------------------------------------- judge replies
 
@@ -204,7 +204,7 @@ def sim_problems(n=6):
 
 
 def sim_solutions(problems, sim, n=4):
-    from vlprm.labeling.rollouts import rollout_records, rollout_request, solutions_of
+    from vlprm.synthesis.rollouts import rollout_records, rollout_request, solutions_of
 
     res = sim.generate([rollout_request(p, seed=1) for p in problems], SamplingConfig(n=n))
     pairs = []
@@ -304,7 +304,7 @@ def test_request_key_hashes_content_and_sampling(tmp_path, sample_image):
     p = Problem(id="x", benchmark="b", question="What?", images=[str(sample_image)], answer="A",
                 options=["a", "b"], answer_type="multiple_choice")
     sol = Solution("x#0", "x", "pol", "", steps=[Step("I see red.", "perception")])
-    from vlprm.labeling.judge import judge_request
+    from vlprm.synthesis.judge import judge_request
 
     s = SamplingConfig(temperature=0.0, max_tokens=64)
     k1 = request_key(request_body("judge", judge_request(p, sol), s))
@@ -388,7 +388,7 @@ def puzzles(tmp_path_factory):
 
 def make_run(puzzles, out, *overrides, garble=(), policy_kw=None):
     from vlprm.data.benchmarks import load_benchmark
-    from vlprm.labeling.pipeline import Synthesis, load_config
+    from vlprm.synthesis.pipeline import Synthesis, load_config
 
     cfg = load_config(None, ["--out", str(out), "--data.path", str(puzzles), "--policy.n", "3", "--mc.k", "6",
                              "--policy.model", "sim", "--judge.model", "simjudge", "--progress", "false",
@@ -479,7 +479,7 @@ def test_binary_search_run_matches_truth_and_costs_less(puzzles, tmp_path):
 
 
 def test_shards_merge_to_the_unsharded_export(puzzles, tmp_path):
-    from vlprm.labeling.pipeline import merge_shards
+    from vlprm.synthesis.pipeline import merge_shards
 
     full = make_run(puzzles, tmp_path / "full")
     full.run()
@@ -564,7 +564,7 @@ def test_a_run_with_no_problems_writes_an_empty_export(puzzles, tmp_path):
 
 
 def test_config_yaml_overrides_and_help(tmp_path, capsys):
-    from vlprm.labeling.pipeline import load_config, main
+    from vlprm.synthesis.pipeline import load_config, main
 
     y = tmp_path / "c.yaml"
     y.write_text("out: x\nmc:\n  method: per_step\n  k: 3\npolicy:\n  n: 2\n")
@@ -587,7 +587,7 @@ def test_config_yaml_overrides_and_help(tmp_path, capsys):
 
 @pytest.mark.parametrize("name", ["default.yaml", "tiny.yaml"])
 def test_shipped_configs_load(name):
-    from vlprm.labeling.pipeline import load_config
+    from vlprm.synthesis.pipeline import load_config
 
     root = Path(__file__).resolve().parents[1] / "rollout_data_generation" / "configs"
     cfg = load_config(root / name)

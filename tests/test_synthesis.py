@@ -48,7 +48,7 @@ def overrides(tiny_model_dir, puzzles, server, out, *extra):
 @pytest.fixture(scope="module")
 def tiny_run(tiny_model_dir, puzzles, vllm_server, tmp_path_factory):
     """An uninterrupted tiny run (per-step MC, judge over HTTP), in this process."""
-    from vlprm.labeling.pipeline import load_config, run_synthesis
+    from vlprm.synthesis.pipeline import load_config, run_synthesis
 
     out = tmp_path_factory.mktemp("tiny-run")
     args = overrides(tiny_model_dir, puzzles, vllm_server, out)
@@ -98,7 +98,7 @@ def test_end_to_end_on_the_tiny_model(tiny_run, tiny_model_dir):
 
 
 def test_binary_search_from_the_same_rollouts(tiny_run, tiny_model_dir, puzzles, vllm_server, tmp_path):
-    from vlprm.labeling.pipeline import load_config, run_synthesis
+    from vlprm.synthesis.pipeline import load_config, run_synthesis
 
     syn, _ = tiny_run
     for name in ("problems.jsonl", "rollouts.jsonl"):
@@ -125,8 +125,8 @@ def test_mc_continuations_through_vllm(tiny_run, tiny_model_dir, puzzles, tmp_pa
     from vlprm.backends import SamplingConfig, make_generator
     from vlprm.data.benchmarks import load_benchmark
     from vlprm.data.schema import Solution, Step
-    from vlprm.labeling.mc import Prober, per_step
-    from vlprm.labeling.omegaprm import binary_search
+    from vlprm.synthesis.mc import Prober, per_step
+    from vlprm.synthesis.omegaprm import binary_search
 
     gen = make_generator("vllm", str(tiny_model_dir), max_model_len=4096)  # the cached engine
 
@@ -183,7 +183,7 @@ def test_kill_mid_stage_then_resume_equals_uninterrupted(tiny_run, tiny_model_di
     assert 1 <= n_mc < 8, "kill landed outside the mc stage"
     assert not (out / "judge.jsonl").exists() and not (out / "export").exists()
     # Resume (in this process: its engine is already up; the subprocess above tested the CLI).
-    from vlprm.labeling.pipeline import load_config, run_synthesis
+    from vlprm.synthesis.pipeline import load_config, run_synthesis
 
     resumed = run_synthesis(load_config(TINY, args))
     by = {s.name: s for s in resumed.summaries}
@@ -205,7 +205,7 @@ def test_judge_batch_mode_through_vllm_batch_runner(tiny_run, tiny_model_dir, pu
     """judge.mode batch writes the OpenAI batch file, vLLM's offline runner answers it, the
     replies are read back: same request keys (and, at temperature 0, the same replies) as the
     online judge."""
-    from vlprm.labeling.pipeline import load_config, run_synthesis
+    from vlprm.synthesis.pipeline import load_config, run_synthesis
 
     syn, _ = tiny_run
     for name in ("problems.jsonl", "rollouts.jsonl"):

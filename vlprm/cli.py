@@ -4,7 +4,7 @@
     vlprm puzzles generate --out DIR    procedural PuzzleVQA/AlgoPuzzleVQA-style puzzles
     vlprm tiny-policy --out DIR         the tiny model warmed up on gold puzzle solutions
     vlprm quickstart                    the whole pipeline on the embedded tiny model
-    vlprm synth ...                     rollout data synthesis (= rollout_data_generation/run.py)
+    vlprm synthesize ...                    rollout data synthesis (= rollout_data_generation/run.py)
     vlprm train ...                     PRM training (= train/sft_qwen.py)
     vlprm score ...                     score solutions with a PRM (python -m vlprm.prm.scorer)
     vlprm eval ...                      test-time scaling evaluation (= eval/run_eval.py)
@@ -23,7 +23,7 @@ COMMANDS = {
     "puzzles": ("vlprm.puzzles.generate", "generate procedural puzzles (PuzzleVQA format)"),
     "tiny-policy": ("vlprm.models.tiny_policy", "warm the tiny model up into a tiny puzzle policy"),
     "quickstart": ("vlprm.quickstart", "run the pipeline end to end on the tiny model"),
-    "synth": ("vlprm.labeling.pipeline", "rollout data synthesis: rollouts, MC, judge, combine, export"),
+    "synthesize": ("vlprm.synthesis.pipeline", "rollout data synthesis: rollouts, MC, judge, combine, export"),
     "train": ("vlprm.training.main", "train a PRM (same as train/sft_qwen.py)"),
     "score": ("vlprm.prm.scorer", "score solutions with a PRM"),
     "eval": ("vlprm.evaluation.runner", "test-time scaling evaluation (same as eval/run_eval.py)"),

@@ -120,10 +120,10 @@ def build_policy_messages(problem: "Problem", style: str = "structured",
 
 # =========================================================================== judge prompts
 #
-# A strong VLM reviews a whole policy solution with the image (`vlprm.labeling.judge`). It
+# A strong VLM reviews a whole policy solution with the image (`vlprm.synthesis.judge`). It
 # analyses every step in order, perception steps against the image and reasoning steps against
 # the question and the earlier steps, then names the first incorrect step. The reply format
-# below is what `vlprm.labeling.judge.parse_judge_reply` reads (it also accepts a JSON object
+# below is what `vlprm.synthesis.judge.parse_judge_reply` reads (it also accepts a JSON object
 # with "steps", "first_error_step" and "verdict").
 
 JUDGE_SYSTEM_PROMPT = (

@@ -1,6 +1,6 @@
 """Monte Carlo labelling cost: OmegaPRM binary search vs per-step MC at equal K.
 
-A simulated policy (`vlprm.labeling.mc.SimulatedPolicy`) writes structured solutions whose true
+A simulated policy (`vlprm.synthesis.mc.SimulatedPolicy`) writes structured solutions whose true
 first error step is known; a continuation of a prefix reaches the right answer with probability
 p_good before the first error and p_bad (about 0) from it on. The SAME `per_step` /
 `binary_search` code as a real run labels every solution; we count the rollouts (continuations)
@@ -16,9 +16,9 @@ import time
 
 from vlprm.backends.base import SamplingConfig
 from vlprm.data.schema import Problem
-from vlprm.labeling.mc import Prober, SimulatedPolicy, per_step
-from vlprm.labeling.omegaprm import binary_search
-from vlprm.labeling.rollouts import rollout_records, rollout_request, solutions_of
+from vlprm.synthesis.mc import Prober, SimulatedPolicy, per_step
+from vlprm.synthesis.omegaprm import binary_search
+from vlprm.synthesis.rollouts import rollout_records, rollout_request, solutions_of
 
 
 def main() -> None:

@@ -3,7 +3,7 @@
 A `Problem` is an image question; a `Solution` is one policy answer to it, split into
 `Step`s. Each step keeps its raw label *evidence* (MC counts, judge verdict, ...); labels
 (hard, soft, judge, hybrid, consensus) are views computed from evidence in
-`vlprm.labeling.combine`, so a new labelling rule never needs new rollouts.
+`vlprm.synthesis.combine`, so a new labelling rule never needs new rollouts.
 
 Images are stored as paths. In a JSONL file they are relative to the file's directory;
 `resolve_images` turns them into absolute paths after loading.

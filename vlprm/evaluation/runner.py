@@ -162,7 +162,7 @@ def make_scorer_for(cfg: EvalConfig, policy=None, run_dir: Path | None = None):
 
 def stage_sample(cfg: EvalConfig, run_dir: Path, problems: dict[str, list], policy, summary: dict) -> None:
     from vlprm.backends import SamplingConfig
-    from vlprm.labeling.rollouts import parse_solution, rollout_request
+    from vlprm.synthesis.rollouts import parse_solution, rollout_request
 
     p = cfg.policy
     sampling = SamplingConfig(n=p.n, max_tokens=p.max_tokens, **p.sampling_defaults())

@@ -10,7 +10,7 @@ same counts under either method):
 - ``per_step`` (this module, Math-Shepherd style): every prefix k = 1..n is probed. With
   ``early_stop`` the prefixes are probed in rounds k = 1, 2, ... and a solution stops after its
   first step with zero successes (later steps: ``mc_probed`` False, no counts).
-- ``binary_search`` (`vlprm.labeling.omegaprm`, OmegaPRM style): only the prefixes a binary
+- ``binary_search`` (`vlprm.synthesis.omegaprm`, OmegaPRM style): only the prefixes a binary
   search for the first failing step needs.
 
 The last step: its prefix is the whole solution, whose final answer is already known. With

@@ -20,7 +20,7 @@ The search proceeds in rounds; the prefixes of one round, across all solutions o
 go out in ONE generate() call. Every probed prefix is recorded (``probes``: k, correct,
 total, in probe order) and its counts go into that step's evidence; the other steps get no
 counts (``mc_probed`` False) and their labels are inferred from the first error in
-`vlprm.labeling.combine`.
+`vlprm.synthesis.combine`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from vlprm.data.schema import Problem, Solution, StepEvidence
-from vlprm.labeling.mc import MCResult, Prober, _failed, _from_answer, _set_probe, answer_known
+from vlprm.synthesis.mc import MCResult, Prober, _failed, _from_answer, _set_probe, answer_known
 
 
 def binary_search(pairs: Sequence[tuple[Problem, Solution]], prober: Prober, *,

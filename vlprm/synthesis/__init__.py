@@ -12,6 +12,6 @@ binary search), a VLM judge, label views combined from the evidence, and the exp
 Importing this package imports no heavy dependency.
 """
 
-from vlprm.labeling.combine import VIEWS, Evidence, label, labels_from_first_error, mc_first_error
+from vlprm.synthesis.combine import VIEWS, Evidence, label, labels_from_first_error, mc_first_error
 
 __all__ = ["VIEWS", "Evidence", "label", "labels_from_first_error", "mc_first_error"]

@@ -140,8 +140,8 @@ class SynthesisConfig:
     export: ExportConfig = field(default_factory=ExportConfig)
 
     def validate(self) -> "SynthesisConfig":
-        from vlprm.labeling.combine import VIEWS
-        from vlprm.labeling.mc import METHODS
+        from vlprm.synthesis.combine import VIEWS
+        from vlprm.synthesis.mc import METHODS
 
         bad = [s for s in self.stages if s not in STAGES]
         if bad:
@@ -296,7 +296,7 @@ class Synthesis:
 
     def stage_rollouts(self) -> StageSummary:
         from vlprm.backends import SamplingConfig
-        from vlprm.labeling.rollouts import rollout_records, rollout_request
+        from vlprm.synthesis.rollouts import rollout_records, rollout_request
 
         p = self.cfg.policy
         summ = StageSummary("rollouts")
@@ -342,8 +342,8 @@ class Synthesis:
 
     def stage_mc(self) -> StageSummary:
         from vlprm.backends import SamplingConfig
-        from vlprm.labeling.mc import Prober, per_step
-        from vlprm.labeling.omegaprm import binary_search
+        from vlprm.synthesis.mc import Prober, per_step
+        from vlprm.synthesis.omegaprm import binary_search
 
         m, p = self.cfg.mc, self.cfg.policy
         summ = StageSummary("mc", note=f"method {m.method}, K={m.k}")
@@ -384,7 +384,7 @@ class Synthesis:
 
     def stage_judge(self) -> StageSummary:
         from vlprm.backends import ImageLoadError, SamplingConfig
-        from vlprm.labeling import judge as J
+        from vlprm.synthesis import judge as J
 
         j = self.cfg.judge
         summ = StageSummary("judge", note=f"{j.backend}:{j.model}, mode {j.mode}")
@@ -449,7 +449,7 @@ class Synthesis:
                         if res.ok and res.completions:
                             write(J.judge_record(prob, sol, model=j.model, key=key, text=res.completions[0].text))
                         else:
-                            from vlprm.labeling.rollouts import classify_error
+                            from vlprm.synthesis.rollouts import classify_error
 
                             err = res.error or "no completion returned"
                             write(J.judge_record(prob, sol, model=j.model, key=key, text=None, error=err,
@@ -491,7 +491,7 @@ class Synthesis:
         return {r["id"]: r for r in read_jsonl(self.path(stage)) if "id" in r}
 
     def stage_combine(self) -> StageSummary:
-        from vlprm.labeling.combine import combine
+        from vlprm.synthesis.combine import combine
 
         c = self.cfg.combine
         summ = StageSummary("combine")
@@ -504,7 +504,7 @@ class Synthesis:
         return summ
 
     def stage_export(self) -> StageSummary:
-        from vlprm.labeling.export import collect_stats, export_dataset, write_report
+        from vlprm.synthesis.export import collect_stats, export_dataset, write_report
 
         summ = StageSummary("export", note=f"view {self.cfg.export.view}")
         if not self.path("combine").exists():

@@ -20,6 +20,11 @@ from typing import Any, Sequence, TypeVar
 T = TypeVar("T")
 
 
+class ConfigError(ValueError):
+    """A config mistake the user fixes (unknown key, wrong type, bad value): entry points print
+    its message as one line and exit 2, without a traceback."""
+
+
 def _coerce(value: Any, hint: Any, where: str) -> Any:
     """Coerce a YAML / command-line value to a field's type (lists from "a,b")."""
     origin = typing.get_origin(hint)
@@ -43,7 +48,7 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
                 return True
             if value.lower() in ("false", "0", "no"):
                 return False
-            raise ValueError(f"{where}: expected true/false, got {value!r}")
+            raise ConfigError(f"{where}: expected true/false, got {value!r}")
         return bool(value)
     if origin is list or hint is list:
         if isinstance(value, str):
@@ -58,7 +63,7 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         return list(value)
     if hint is dict or origin is dict:
         if not isinstance(value, dict):
-            raise ValueError(f"{where}: expected a mapping, got {value!r}")
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
         return dict(value)
     if hint is int:
         return int(value)
@@ -72,12 +77,12 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
 def build_dataclass(cls: type[T], data: dict, where: str = "") -> T:
     """Instantiate a (nested) dataclass from a mapping, checking keys and coercing types."""
     if not isinstance(data, dict):
-        raise ValueError(f"{where or 'config'} must be a mapping of {cls.__name__} keys, got {data!r}")
+        raise ConfigError(f"{where or 'config'} must be a mapping of {cls.__name__} keys, got {data!r}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = [k for k in data if k not in names]
     if unknown:
-        raise ValueError(f"unknown config key(s) {', '.join(where + k for k in unknown)}; "
+        raise ConfigError(f"unknown config key(s) {', '.join(where + k for k in unknown)}; "
                          f"valid keys under {where or 'the top level'}: {', '.join(sorted(names))}")
     kw = {}
     for k, v in data.items():
@@ -134,7 +139,7 @@ def _set_dotted(d: dict, key: str, value: Any) -> None:
     for p in parts[:-1]:
         d = d.setdefault(p, {})
         if not isinstance(d, dict):
-            raise ValueError(f"--{key}: {p} is not a section")
+            raise ConfigError(f"--{key}: {p} is not a section")
     d[parts[-1]] = value
 
 
@@ -147,13 +152,13 @@ def parse_overrides(args: Sequence[str], cls: type | None = None) -> dict:
     while i < len(args):
         a = args[i]
         if not a.startswith("--"):
-            raise ValueError(f"unexpected argument {a!r}; overrides look like --section.key value")
+            raise ConfigError(f"unexpected argument {a!r}; overrides look like --section.key value")
         if "=" in a:
             key, raw = a[2:].split("=", 1)
             i += 1
         else:
             if i + 1 >= len(args):
-                raise ValueError(f"{a} needs a value")
+                raise ConfigError(f"{a} needs a value")
             key, raw = a[2:], args[i + 1]
             i += 2
         key = ".".join(p.replace("-", "_") for p in key.split("."))
@@ -183,7 +188,7 @@ def load_config(cls: type[T], path: str | os.PathLike | None = None, overrides: 
         with open(path, encoding="utf-8") as f:
             data = yaml.safe_load(f) or {}
         if not isinstance(data, dict):
-            raise ValueError(f"{path}: the config must be a YAML mapping")
+            raise ConfigError(f"{path}: the config must be a YAML mapping")
     data = deep_merge(data, parse_overrides(overrides, cls))
     cfg = build_dataclass(cls, data)
     validate = getattr(cfg, "validate", None)

@@ -77,12 +77,12 @@ def test_one_pass_equals_per_step_reference_in_mixed_batches(sharp_scorer, sampl
     # The comparison means something: scores differ across steps by far more than the tolerance.
     spread = max(_flat(one)) - min(_flat(one))
     assert spread > 100 * TOL, spread
-    # Token accounting: one pass reads the conversation up to its last label; per-step reads
-    # every prefix.
+    # Token accounting: num_tokens is the conversation up to its last label in both modes (the
+    # VL-PRM reward's length); per-step's extra["prompt_tokens"] counts every prefix it read.
     for s, a, b in zip(samples, one, per):
-        positions = encode_prm(sharp_scorer.processor, s, system_prompt=sharp_scorer.system_prompt)["label_positions"]
-        assert a.num_tokens == positions[-1]
-        assert b.num_tokens == sum(positions)
+        positions = encode_prm(sharp_scorer.processor, s, settings=sharp_scorer.settings)["label_positions"]
+        assert a.num_tokens == b.num_tokens == positions[-1]
+        assert b.extra["prompt_tokens"] == sum(positions)
 
 
 def test_padding_does_not_change_scores(sharp_scorer, sample_image, second_image):
@@ -99,7 +99,7 @@ def test_gold_labels_of_a_sample_never_reach_the_prm(sharp_scorer, sample_image,
     (plain,), (with_labels,) = sharp_scorer.score([s]), sharp_scorer.score([labelled])
     assert with_labels.p_plus == pytest.approx(plain.p_plus, abs=1e-6)
     # Shown to the model, the "-" of step 1 would change the score of step 2.
-    leaked = sharp_scorer._run([encode_prm(sharp_scorer.processor, labelled, system_prompt=sharp_scorer.system_prompt)])[0]
+    leaked = sharp_scorer._run([encode_prm(sharp_scorer.processor, labelled, settings=sharp_scorer.settings)])[0]
     assert abs(leaked[1] - plain.p_plus[1]) > 1e-3
 
 
@@ -142,17 +142,18 @@ def test_prm_directory_system_prompt_is_used_by_default(sharp_scorer, sample_ima
     for f in os.listdir(sharp_scorer.model_path):
         os.symlink(os.path.join(sharp_scorer.model_path, f), prm / f)
     prompt = "You grade visual solutions step by step. Reply + if the step is right and - if not."
-    (prm / "vlprm_prm.json").write_text(json.dumps({"system_prompt": prompt, "base_model": "tiny"}))
+    (prm / "vlprm_prm.json").unlink()
+    (prm / "vlprm_prm.json").write_text(json.dumps({"system_prompt": prompt, "step_suffix": "", "base_model": "tiny"}))
     samples = _samples(sample_image, second_image)[:2]
     own = HFScorer(prm, hf_model=sharp_scorer.hf_model)
-    assert own.system_prompt == prompt
+    assert own.settings.system_prompt == prompt
     explicit = HFScorer(sharp_scorer.model_path, system_prompt=prompt, hf_model=sharp_scorer.hf_model,
                         processor=sharp_scorer.processor)
     a, b, default = own.score(samples), explicit.score(samples), sharp_scorer.score(samples)
     assert _flat(a) == pytest.approx(_flat(b), abs=1e-6)
     assert max(abs(x - y) for x, y in zip(_flat(a), _flat(default))) > 1e-3
-    # An explicit choice still wins over the file.
-    assert HFScorer(prm, system_prompt="none", hf_model=sharp_scorer.hf_model).system_prompt == "none"
+    # An explicit choice still wins over the file ("none": the chat template's default turn).
+    assert HFScorer(prm, system_prompt="none", hf_model=sharp_scorer.hf_model).settings.system_prompt is None
     with pytest.raises(ValueError, match="unknown system prompt variant"):
         HFScorer(prm, system_prompt="nosuchvariant", hf_model=sharp_scorer.hf_model)
 

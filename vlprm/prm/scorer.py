@@ -19,15 +19,18 @@ Two backends behind one small protocol, `Scorer.score(samples) -> list[StepScore
 
 P(+) = softmax over the ("+", "-") logits at the position just before the label.
 
-The system prompt defaults to the one the PRM was trained with: ``vlprm_prm.json`` in the PRM
-directory (written by our trainer; key "system_prompt"), else the format's default.
+Every scorer builds its inputs with the settings the PRM was trained with (system prompt, step
+suffix, pixel bounds, label tokens: `vlprm.prm.settings`), read from ``vlprm_prm.json`` in the
+PRM directory; explicit arguments win key by key. A PRM without that record and without
+explicit settings is refused (`ConfigError`), never scored with a guessed prompt.
 
 Every `StepScores` reports ``num_tokens``: the PRM input tokens read for the sample (one pass:
-the conversation up to its last label, image tokens included; per-step mode: the sum over the
-prefixes). A sample that cannot be scored (unreadable image, too long) gets ``p_plus=None`` and
+the conversation up to its last label, image tokens included, in every mode and backend; the
+per-step mode's prefixes summed are in ``extra["prompt_tokens"]``). A sample that cannot be scored (unreadable image, too long) gets ``p_plus=None`` and
 an ``error``; the rest of the batch goes on.
 
-CLI: ``python -m vlprm.prm.scorer --prm DIR --input samples.jsonl --out scores.jsonl``.
+CLI: ``python -m vlprm.prm.scorer --prm DIR --input samples.jsonl --out scores.jsonl``
+(``--settings FILE`` or ``--system-prompt ... --step-suffix ...`` for a PRM without a record).
 """
 
 from __future__ import annotations
@@ -42,14 +45,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, Sequence, runtime_checkable
 
+from vlprm.config import ConfigError
 from vlprm.prm.format import (
-    ASSISTANT_HEADER, DEFAULT_SYSTEM_PROMPT, LabelTokens, PRMSample, encode_prm, load_images,
-    load_prm_processor, render_text, resolve_system_prompt,
+    ASSISTANT_HEADER, LabelTokens, PRMSample, encode_prm, load_images, load_prm_processor, render_text,
 )
+from vlprm.prm.settings import AUTO, PRMSettings, resolve_prm_settings
 
 MODES = ("one_pass", "per_step", "outcome")
-PRM_CONFIG_FILE = "vlprm_prm.json"
-AUTO = "auto"  # system prompt: the PRM's own (vlprm_prm.json), else the format's default
 OUTCOME_JOINER = "\n\n"
 
 
@@ -93,25 +95,13 @@ class Scorer(Protocol):
 # --------------------------------------------------------------------------- helpers
 
 
-def prm_config(model: str | os.PathLike) -> dict:
-    """The PRM's training-time settings (`vlprm_prm.json` in its directory), or {}."""
-    path = Path(os.fspath(model)) / PRM_CONFIG_FILE
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e}); fix or delete it") from e
-
-
-def choose_system_prompt(model: str | os.PathLike, system_prompt: str | None = AUTO) -> str | None:
-    """The system prompt spec to score with: explicit > the PRM's vlprm_prm.json > default."""
-    if system_prompt != AUTO:
-        return system_prompt
-    cfg = prm_config(model)
-    if "system_prompt" in cfg:
-        return cfg["system_prompt"]
-    return DEFAULT_SYSTEM_PROMPT
+def scorer_settings(model: str | os.PathLike, settings: PRMSettings | str | os.PathLike | None, **overrides,
+                    ) -> PRMSettings:
+    """The settings a scorer uses: a PRMSettings as given, else `resolve_prm_settings` with
+    `settings` (a record file/dir) and the explicit overrides (system_prompt, step_suffix, pixels)."""
+    if isinstance(settings, PRMSettings):
+        return settings
+    return resolve_prm_settings(model, {**overrides, "settings": settings})
 
 
 def build_prm_sample(problem: Any, steps: Sequence[Any], id: str | None = None) -> PRMSample:
@@ -156,39 +146,40 @@ class HFScorer:
     Args:
         model: PRM directory or hub id (ignored for loading when `hf_model`/`processor` given).
         mode: "one_pass" (default), "per_step" (reference) or "outcome".
-        system_prompt: "auto" (the PRM's vlprm_prm.json, else the default), a variant name,
-            "file:PATH", the prompt text, or None (the chat template's default system turn).
+        settings: a `PRMSettings`, or a settings record (file or dir) to use instead of the PRM's
+            own `vlprm_prm.json` (the default).
+        system_prompt / step_suffix / min_pixels / max_pixels: explicit values that win over the
+            record ("auto" / None: the record's). system_prompt: a variant name, "file:PATH",
+            the prompt text, or None (the chat template's default system turn).
         batch_size: samples (sequences) per forward pass.
         max_length: samples longer than this many tokens are reported as errors.
         dtype / device / attn_implementation: model loading ("auto": bf16 on GPU, fp32 on CPU).
-        min_pixels / max_pixels: image resolution bounds for the processor (default: the PRM's
-            vlprm_prm.json values, else the processor's own).
         hf_model / processor: an already loaded model and processor to use instead.
     """
 
     name = "hf"
 
-    def __init__(self, model: str | os.PathLike, *, mode: str = "one_pass", system_prompt: str | None = AUTO,
+    def __init__(self, model: str | os.PathLike, *, mode: str = "one_pass", settings=None,
+                 system_prompt: str | None = AUTO, step_suffix: str | None = None,
                  batch_size: int = 8, max_length: int | None = None, dtype: str = "auto",
                  device: str | None = None, min_pixels: int | None = None, max_pixels: int | None = None,
                  attn_implementation: str | None = None, hf_model=None, processor=None):
         self.model_path = os.fspath(model)
         self.mode = _check_mode(mode)
-        cfg = prm_config(self.model_path)
-        self.system_prompt = choose_system_prompt(self.model_path, system_prompt)
-        resolve_system_prompt(self.system_prompt)  # fail now on an unknown variant name
+        # Before any model is loaded: a PRM without known settings is refused at once.
+        self.settings = scorer_settings(self.model_path, settings, system_prompt=system_prompt,
+                                        step_suffix=step_suffix, min_pixels=min_pixels, max_pixels=max_pixels)
         self.batch_size = max(1, int(batch_size))
         self.max_length = max_length
-        min_pixels = min_pixels or cfg.get("min_pixels")
-        max_pixels = max_pixels or cfg.get("max_pixels")
         if hf_model is None:
             from vlprm.backends.hf_backend import load_vlm
 
             hf_model, _ = load_vlm(self.model_path, dtype=dtype, device=device,
                                    attn_implementation=attn_implementation)
         self.hf_model = hf_model.eval()
-        self.processor = processor or load_prm_processor(self.model_path, min_pixels, max_pixels)
-        self.tokens = LabelTokens.from_tokenizer(self.processor.tokenizer)
+        self.processor = processor or load_prm_processor(self.model_path, self.settings.min_pixels,
+                                                         self.settings.max_pixels)
+        self.tokens = LabelTokens.for_settings(self.processor.tokenizer, self.settings)
         pad = self.processor.tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else 0
         self._label_weight = None
@@ -196,7 +187,7 @@ class HFScorer:
     # -- encoding ----------------------------------------------------------------------------
 
     def _encode(self, sample: PRMSample, images: list) -> dict:
-        return encode_prm(self.processor, sample, system_prompt=self.system_prompt, tokens=self.tokens,
+        return encode_prm(self.processor, sample, settings=self.settings, tokens=self.tokens,
                           images=images, max_length=self.max_length)
 
     def _units(self, sample: PRMSample) -> list[dict]:
@@ -300,8 +291,11 @@ class HFScorer:
                     p_plus = [p[-1] for _, p in parts]
                 else:
                     p_plus = parts[0][1]
-                results[i] = StepScores(p_plus=[float(x) for x in p_plus],
-                                        num_tokens=sum(n for n, _ in parts), id=samples[i].id, mode=self.mode)
+                # num_tokens: the whole conversation up to its last label in every mode (what the
+                # VL-PRM reward divides by); per_step's prefixes summed go to extra["prompt_tokens"].
+                results[i] = StepScores(p_plus=[float(x) for x in p_plus], num_tokens=parts[-1][0],
+                                        id=samples[i].id, mode=self.mode,
+                                        extra={"prompt_tokens": sum(n for n, _ in parts)})
             bar.update(min(start + chunk, len(samples)) - start)
         bar.close()
         return results  # type: ignore[return-value]
@@ -317,36 +311,34 @@ class VLLMScorer:
         model: PRM directory or hub id.
         mode: "one_pass"/"per_step" (the same computation here: one request per step, prefix
             cached) or "outcome".
-        system_prompt: as for `HFScorer`.
-        max_model_len, min_pixels, max_pixels, engine_kwargs: the engine settings, passed through
+        settings, system_prompt, step_suffix, min_pixels, max_pixels: as for `HFScorer`.
+        max_model_len, engine_kwargs: the engine settings, passed through
             `VLLMGenerator` so a policy generator with the same settings shares the engine.
     """
 
     name = "vllm"
 
-    def __init__(self, model: str | os.PathLike, *, mode: str = "one_pass", system_prompt: str | None = AUTO,
+    def __init__(self, model: str | os.PathLike, *, mode: str = "one_pass", settings=None,
+                 system_prompt: str | None = AUTO, step_suffix: str | None = None,
                  max_model_len: int = 8192, min_pixels: int | None = None, max_pixels: int | None = None,
                  **engine_kwargs):
         from vlprm.backends.vllm_backend import VLLMGenerator
 
         self.model_path = os.fspath(model)
         self.mode = _check_mode(mode)
-        cfg = prm_config(self.model_path)
-        self.system_prompt = choose_system_prompt(self.model_path, system_prompt)
-        resolve_system_prompt(self.system_prompt)
-        min_pixels = min_pixels or cfg.get("min_pixels")
-        max_pixels = max_pixels or cfg.get("max_pixels")
-        gen = VLLMGenerator(self.model_path, max_model_len=max_model_len, min_pixels=min_pixels,
-                            max_pixels=max_pixels, **engine_kwargs)
+        self.settings = scorer_settings(self.model_path, settings, system_prompt=system_prompt,
+                                        step_suffix=step_suffix, min_pixels=min_pixels, max_pixels=max_pixels)
+        gen = VLLMGenerator(self.model_path, max_model_len=max_model_len, min_pixels=self.settings.min_pixels,
+                            max_pixels=self.settings.max_pixels, **engine_kwargs)
         self.llm = gen.llm
         self.max_model_len = max_model_len
         # The HF processor renders the conversation exactly as HFScorer does (same chat template).
-        self.processor = load_prm_processor(self.model_path, min_pixels, max_pixels)
-        self.tokens = LabelTokens.from_tokenizer(self.processor.tokenizer)
+        self.processor = load_prm_processor(self.model_path, self.settings.min_pixels, self.settings.max_pixels)
+        self.tokens = LabelTokens.for_settings(self.processor.tokenizer, self.settings)
 
     def _prompts(self, sample: PRMSample) -> list[str]:
         """Prompt k = the conversation cut right after step k's assistant header."""
-        text = render_text(self.processor, sample, self.system_prompt)
+        text = render_text(self.processor, sample, settings=self.settings)
         cuts, at = [], text.find(ASSISTANT_HEADER)
         while at >= 0:
             cuts.append(at + len(ASSISTANT_HEADER))
@@ -438,7 +430,9 @@ SCORER_BACKENDS = ("hf", "vllm")
 
 
 def make_scorer(backend: str, model: str | os.PathLike, **kwargs) -> HFScorer | VLLMScorer:
-    """A PRM scorer: backend "hf" (transformers, default) or "vllm"; kwargs go to its constructor."""
+    """A PRM scorer: backend "hf" (transformers, default) or "vllm"; kwargs go to its constructor
+    (settings, system_prompt, step_suffix, min/max_pixels: the PRM's recorded settings by default;
+    a PRM without a record and without explicit settings raises ConfigError)."""
     if backend == "hf":
         return HFScorer(model, **kwargs)
     if backend == "vllm":
@@ -472,11 +466,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", required=True, type=Path, help="output JSONL: one StepScores dict per line")
     p.add_argument("--backend", default="hf", choices=SCORER_BACKENDS)
     p.add_argument("--mode", default="one_pass", choices=MODES)
-    p.add_argument("--system-prompt", default=AUTO, help="'auto', a variant name, 'file:PATH' or the text")
+    p.add_argument("--settings", default=None, help="a PRM settings record (.json) to use instead of the PRM's own "
+                                                     "vlprm_prm.json")
+    p.add_argument("--system-prompt", default=AUTO, help="'auto' (the PRM's record), a variant name, 'file:PATH' "
+                                                         "or the text")
+    p.add_argument("--step-suffix", default=None, help="text appended to every step ('' or '\\n\\n'); default: "
+                                                       "the PRM's record")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--max-length", type=int, default=None)
-    p.add_argument("--min-pixels", type=int, default=None)
-    p.add_argument("--max-pixels", type=int, default=None)
+    p.add_argument("--min-pixels", type=int, default=None, help="default: the PRM's record")
+    p.add_argument("--max-pixels", type=int, default=None, help="default: the PRM's record")
     p.add_argument("--aggregations", default="mean,min,last,product",
                    help="comma-separated aggregations to add to each row (see vlprm.prm.aggregate)")
     args = p.parse_args(argv)
@@ -484,11 +483,18 @@ def main(argv: list[str] | None = None) -> None:
     from vlprm.prm.aggregate import aggregate
 
     t0 = time.time()
+    try:  # refused before any model or data is loaded
+        settings = resolve_prm_settings(args.prm, {
+            "settings": args.settings, "system_prompt": args.system_prompt, "step_suffix": args.step_suffix,
+            "min_pixels": args.min_pixels, "max_pixels": args.max_pixels},
+            flag=lambda k: "--" + k.replace("_", "-"))
+    except ConfigError as e:
+        print(f"vlprm score: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
     samples, bad = _read_samples(args.input)
     for n, why in bad:
         print(f"{args.input}:{n}: skipped: {why}", file=sys.stderr)
-    kw: dict[str, Any] = dict(mode=args.mode, system_prompt=args.system_prompt,
-                              min_pixels=args.min_pixels, max_pixels=args.max_pixels)
+    kw: dict[str, Any] = dict(mode=args.mode, settings=settings)
     if args.backend == "hf":
         kw.update(batch_size=args.batch_size, max_length=args.max_length)
     scorer = make_scorer(args.backend, args.prm, **kw)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import types
 import typing
 from typing import Any, Sequence, TypeVar
@@ -25,8 +26,62 @@ class ConfigError(ValueError):
     its message as one line and exit 2, without a traceback."""
 
 
+_EXPECTED = {int: "an integer", float: "a number", bool: "true or false", str: "text", list: "a list",
+             dict: "a mapping"}
+
+
+def _expected(hint: Any) -> str:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_expected(a) for a in typing.get_args(hint) if a is not type(None))
+    return _EXPECTED.get(origin or hint, getattr(hint, "__name__", str(hint)))
+
+
+def _wrong(where: str, hint: Any, value: Any) -> ConfigError:
+    return ConfigError(f"{where}: expected {_expected(hint)}, got {value!r}")
+
+
+def _scalar(value: Any, hint: Any, where: str) -> Any:
+    """A scalar field's value, converted only where nothing is lost ("8" or 8.0 for an int, 3 for
+    a float, 2024 for text); anything else is an error naming the key and the expected type."""
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        if isinstance(value, str) and value.strip().lower() in ("true", "1", "yes", "false", "0", "no"):
+            return value.strip().lower() in ("true", "1", "yes")
+        raise _wrong(where, hint, value)
+    if isinstance(value, bool):  # True is an int to Python, never to a config
+        raise _wrong(where, hint, value)
+    if hint is int:
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d+\s*", value):
+            return int(value)
+        raise _wrong(where, hint, value)
+    if hint is float:
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):  # YAML reads 1e-5 (no dot) as text
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise _wrong(where, hint, value)
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, int):  # `split: 2024`
+            return str(value)
+        raise _wrong(where, hint, value)
+    return value
+
+
 def _coerce(value: Any, hint: Any, where: str) -> Any:
-    """Coerce a YAML / command-line value to a field's type (lists from "a,b")."""
+    """Check a YAML / command-line value against a field's type (lists also from "a,b")."""
     origin = typing.get_origin(hint)
     args = [a for a in typing.get_args(hint) if a is not type(None)]
     if value is None:
@@ -41,18 +96,18 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
             for a in args:
                 if typing.get_origin(a) in (list, dict) or a in (list, dict):
                     return _coerce(value, a, where)
-        return _coerce(value, args[0], where)
-    if hint is bool:
-        if isinstance(value, str):
-            if value.lower() in ("true", "1", "yes"):
-                return True
-            if value.lower() in ("false", "0", "no"):
-                return False
-            raise ConfigError(f"{where}: expected true/false, got {value!r}")
-        return bool(value)
+        errors = []
+        for a in args:
+            try:
+                return _coerce(value, a, where)
+            except ConfigError as e:
+                errors.append(e)
+        raise errors[0] if len(errors) == 1 else _wrong(where, hint, value)
     if origin is list or hint is list:
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
+        if isinstance(value, dict):
+            raise _wrong(where, hint, value)
         if not isinstance(value, (list, tuple)):
             value = [value]
         item = typing.get_args(hint)[0] if typing.get_args(hint) else None
@@ -63,26 +118,29 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         return list(value)
     if hint is dict or origin is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+            raise _wrong(where, hint, value)
         return dict(value)
-    if hint is int:
-        return int(value)
-    if hint is float:
-        return float(value)
-    if hint is str:
-        return str(value)
-    return value
+    return _scalar(value, hint, where)
 
 
 def build_dataclass(cls: type[T], data: dict, where: str = "") -> T:
-    """Instantiate a (nested) dataclass from a mapping, checking keys and coercing types."""
+    """Instantiate a (nested) dataclass from a mapping, checking keys and types.
+
+    An API key written inline (`api_key: sk-...`, anywhere in the tree) is refused: configs name
+    the environment variable that holds it (`api_key_env`), so a saved config never holds a key."""
+    from vlprm.secrets import inline_secret_keys
+
     if not isinstance(data, dict):
         raise ConfigError(f"{where or 'config'} must be a mapping of {cls.__name__} keys, got {data!r}")
+    inline = inline_secret_keys(data, where)
+    if inline:
+        raise ConfigError(f"{inline[0]}: a secret is never written in a config (it would be saved with the "
+                          "run); put it in an environment variable and name that variable with api_key_env")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = [k for k in data if k not in names]
     if unknown:
-        raise ConfigError(f"unknown config key(s) {', '.join(where + k for k in unknown)}; "
+        raise ConfigError(f"unknown config key(s) {', '.join(where + str(k) for k in unknown)}; "
                          f"valid keys under {where or 'the top level'}: {', '.join(sorted(names))}")
     kw = {}
     for k, v in data.items():
@@ -213,7 +271,11 @@ def config_help(cls: type) -> str:
 
 
 def to_yaml(cfg: Any) -> str:
-    """A config dataclass as YAML (what a run writes next to its outputs)."""
+    """A config dataclass as YAML (what a run writes next to its outputs), with every known secret
+    masked (`vlprm.secrets.redact_obj`): keys are named by their environment variable only."""
     import yaml
 
-    return yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False, allow_unicode=True)
+    from vlprm.secrets import redact_obj
+
+    data = cfg if isinstance(cfg, dict) else dataclasses.asdict(cfg)
+    return yaml.safe_dump(redact_obj(data), sort_keys=False, allow_unicode=True)

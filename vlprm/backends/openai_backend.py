@@ -2,7 +2,11 @@
 
 Images travel as data URLs. Requests run concurrently up to a limit; 429, 5xx, connection
 errors and timeouts are retried with exponential backoff and jitter; other 4xx fail at once
-with the server's message. The API key comes from an environment variable and is never logged.
+with the server's message. Time is bounded: each HTTP attempt by `timeout`, all attempts and
+backoff of one request together by `deadline`, so a hanging server fails a request in minutes,
+not hours (`SETTING_BOUNDS` says what a config may ask for). The API key comes from an
+environment variable and is masked (`vlprm.secrets.redact`) in every error the backend returns,
+even when a server echoes it back.
 """
 
 from __future__ import annotations
@@ -22,6 +26,15 @@ from vlprm.backends.base import (
     ChatRequest, Completion, GenerationResult, Generator, ImageLoadError, SamplingConfig,
     load_image,
 )
+from vlprm.secrets import redact, secret_from_env
+
+# (low, high) for the numeric settings: a run waits at most about deadline per request.
+SETTING_BOUNDS: dict[str, tuple[float, float]] = {
+    "timeout": (0.1, 1800.0), "deadline": (0.1, 7200.0), "max_retries": (0, 10),
+    "max_concurrency": (1, 1024), "backoff_base": (0.0, 600.0), "backoff_max": (0.0, 600.0),
+    "max_n_per_request": (1, 1024),
+}
+_INT_SETTINGS = ("max_retries", "max_concurrency", "max_n_per_request")
 
 
 def image_to_data_url(image: Any) -> str:
@@ -75,7 +88,9 @@ class OpenAIGenerator(Generator):
         api_key_env: environment variable holding the key ("EMPTY" if unset, as vLLM accepts).
         max_concurrency: requests in flight at once.
         max_retries: retries after the first try on 429/5xx/connection errors/timeouts.
-        timeout: seconds per HTTP request.
+        timeout: seconds per HTTP attempt (no reply within it: a timeout, retried).
+        deadline: seconds for one request in all, attempts and backoff included (None: no
+            limit beyond (max_retries + 1) x timeout plus backoff).
         backoff_base / backoff_max: exponential backoff bounds, seconds.
         vllm_extensions: send vLLM-only fields (top_k, repetition_penalty, continuation flags).
         max_n_per_request: split n into several requests for servers that cap or reject n>1.
@@ -84,24 +99,44 @@ class OpenAIGenerator(Generator):
     name = "openai"
 
     def __init__(self, model: str, *, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",
-                 max_concurrency: int = 16, max_retries: int = 5, timeout: float = 120.0,
-                 backoff_base: float = 1.0, backoff_max: float = 60.0, vllm_extensions: bool = True,
-                 max_n_per_request: int | None = None, **_ignored):
+                 max_concurrency: int = 16, max_retries: int = 2, timeout: float = 90.0,
+                 deadline: float | None = 300.0, backoff_base: float = 1.0, backoff_max: float = 30.0,
+                 vllm_extensions: bool = True, max_n_per_request: int | None = None):
         import openai
 
+        self.check_settings(dict(max_concurrency=max_concurrency, max_retries=max_retries, timeout=timeout,
+                                 deadline=deadline, backoff_base=backoff_base, backoff_max=backoff_max,
+                                 max_n_per_request=max_n_per_request), "openai backend")
         self.model = model
         self.base_url = base_url or os.environ.get("OPENAI_BASE_URL")
         self.api_key_env = api_key_env
         self.max_concurrency = max_concurrency
         self.max_retries = max_retries
         self.timeout = timeout
+        self.deadline = deadline
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self.vllm_extensions = vllm_extensions
         self.max_n_per_request = max_n_per_request
         # Our own retry loop (below) decides what is retried; the client's is off.
-        self.client = openai.OpenAI(base_url=self.base_url, api_key=os.environ.get(api_key_env) or "EMPTY",
+        self.client = openai.OpenAI(base_url=self.base_url, api_key=secret_from_env(api_key_env) or "EMPTY",
                                     max_retries=0, timeout=timeout)
+
+    @staticmethod
+    def check_settings(settings: dict, where: str = "openai backend") -> None:
+        """Refuse a timeout / retry / concurrency setting outside `SETTING_BOUNDS` (ConfigError)."""
+        from vlprm.config import ConfigError
+
+        for key, (low, high) in SETTING_BOUNDS.items():
+            v = settings.get(key)
+            if v is None:
+                continue
+            kind = "an integer" if key in _INT_SETTINGS else "a number of seconds"
+            ok_type = isinstance(v, int) if key in _INT_SETTINGS else isinstance(v, (int, float))
+            if isinstance(v, bool) or not ok_type:
+                raise ConfigError(f"{where}.{key}: expected {kind}, got {v!r}")
+            if not low <= v <= high:
+                raise ConfigError(f"{where}.{key}: {v!r} is out of range; use {low:g} to {high:g}")
 
     def __repr__(self) -> str:  # never show the key
         return f"OpenAIGenerator(model={self.model!r}, base_url={self.base_url!r}, key from ${self.api_key_env})"
@@ -120,7 +155,8 @@ class OpenAIGenerator(Generator):
                 try:
                     results[i] = fut.result()
                 except Exception as e:  # noqa: BLE001 - e.g. a malformed reply: this request fails, not the batch
-                    results[i] = GenerationResult(error=f"{type(e).__name__}: {_short(e)}", request_id=requests[i].id)
+                    results[i] = GenerationResult(error=redact(f"{type(e).__name__}: {_short(e)}"),
+                                                  request_id=requests[i].id)
                 bar.update(1)
         return results  # type: ignore[return-value]
 
@@ -185,25 +221,40 @@ class OpenAIGenerator(Generator):
         return GenerationResult(completions=completions, prompt_tokens=prompt_tokens, request_id=req.id)
 
     def _post(self, body: dict):
-        """POST with retries. Returns (response, None) or (None, error message)."""
+        """POST with retries within the deadline. Returns (response, None) or (None, error
+        message); the message never holds the API key."""
         import openai
 
         extra = {k: body.pop(k) for k in ("top_k", "repetition_penalty", "continue_final_message",
                                           "add_generation_prompt") if k in body}
         where = self.base_url or "the default OpenAI endpoint"
-        last = ""
+        start = time.monotonic()
+        last, attempts = "", 0
         for attempt in range(self.max_retries + 1):
+            left = self._time_left(start)
+            if left is not None and left <= 0:
+                break
+            attempts += 1
+            timeout = self.timeout if left is None else min(self.timeout, left)
             try:
-                return self.client.chat.completions.create(**body, extra_body=extra or None), None
-            except (openai.RateLimitError, openai.InternalServerError, openai.APITimeoutError,
-                    openai.APIConnectionError) as e:
+                return self.client.chat.completions.create(**body, extra_body=extra or None, timeout=timeout), None
+            except openai.APITimeoutError:
+                last = f"no reply within {timeout:g} s (timeout)"
+            except (openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError) as e:
                 last = f"{type(e).__name__}: {_short(e)}"
             except openai.APIStatusError as e:  # other 4xx: the request itself is wrong
-                return None, f"HTTP {e.status_code} from {where}: {_short(e)} (not retried)"
+                return None, redact(f"HTTP {e.status_code} from {where}: {_short(e)} (not retried)")
             if attempt < self.max_retries:
-                delay = min(self.backoff_max, self.backoff_base * 2 ** attempt)
-                time.sleep(delay * (0.5 + random.random() / 2))
-        return None, f"{last} from {where} after {self.max_retries + 1} attempts"
+                delay = min(self.backoff_max, self.backoff_base * 2 ** attempt) * (0.5 + random.random() / 2)
+                left = self._time_left(start)
+                time.sleep(delay if left is None else max(0.0, min(delay, left)))
+        spent = time.monotonic() - start
+        limit = f"; deadline {self.deadline:g} s" if self.deadline is not None else ""
+        return None, redact(f"{last} from {where} after {attempts} attempt{'s' if attempts != 1 else ''} in {spent:.0f} s "
+                            f"(timeout {self.timeout:g} s per attempt, max_retries {self.max_retries}{limit})")
+
+    def _time_left(self, start: float) -> float | None:
+        return None if self.deadline is None else self.deadline - (time.monotonic() - start)
 
 
 def _short(e: Exception, limit: int = 300) -> str:

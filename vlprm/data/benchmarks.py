@@ -21,6 +21,7 @@ from __future__ import annotations
 import ast
 import io
 import json
+import logging
 import math
 import os
 import re
@@ -30,6 +31,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from vlprm.data.schema import Problem
+
+log = logging.getLogger(__name__)
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
@@ -61,7 +64,8 @@ class LoadReport:
     benchmark: str
     source: str
     loaded: int = 0
-    skipped: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (record id, reason)
+    skipped_files: list[str] = field(default_factory=list)  # the file of each skipped record
 
     @property
     def reasons(self) -> Counter:
@@ -92,10 +96,28 @@ class ProcessBenchSample:
 # --------------------------------------------------------------------------- helpers
 
 
+# Fields that must be text in every release (a number or a list there is a broken record).
+_TEXT_FIELDS = ("question",)
+# Fields that are text or a number (answers and ids are numbers in some releases).
+_SCALAR_FIELDS = ("id", "answer", "question_type", "pid")
+
+
 def _require(rec: dict, *names: str) -> None:
+    """Every field in names present and non-empty, and of the type its role allows."""
     missing = [n for n in names if rec.get(n) is None or (isinstance(rec.get(n), str) and not rec[n].strip())]
     if missing:
         raise _RecordError(f"missing required field(s) {', '.join(repr(m) for m in missing)}")
+    for n in names:
+        v = rec[n]
+        if n in _TEXT_FIELDS and not isinstance(v, str):
+            raise _RecordError(f"field {n!r} must be text, got {type(v).__name__} {_clip(v)}")
+        if n in _SCALAR_FIELDS and (isinstance(v, bool) or not isinstance(v, (str, int, float))):
+            raise _RecordError(f"field {n!r} must be text or a number, got {type(v).__name__} {_clip(v)}")
+
+
+def _clip(v: Any, limit: int = 60) -> str:
+    r = repr(v)
+    return r if len(r) <= limit else r[:limit] + "..."
 
 
 def _letters_for(options: list[str]) -> list[str]:
@@ -248,11 +270,16 @@ def _collect(raws: Iterable[_Raw], convert: Callable[[_Raw], Any], *, benchmark:
         try:
             if raw.rid in seen:
                 raise _RecordError(f"duplicate id {raw.rid!r}: ids must be unique within a benchmark")
-            item = convert(raw)
+            try:
+                item = convert(raw)
+            except (TypeError, AttributeError, KeyError, IndexError, ValueError) as e:
+                # A field of a type no check above foresaw: this record is bad, not the loader.
+                raise _RecordError(f"malformed record ({type(e).__name__}: {e})") from None
         except _RecordError as e:
             if on_error == "raise":
                 raise BenchmarkFormatError(f"{raw.file}: record {raw.rid} ({raw.where}): {e}. {_SKIP_HINT}") from None
             report.skipped.append((raw.rid, str(e)))
+            report.skipped_files.append(raw.file)
             continue
         seen.add(raw.rid)
         out.append(item)
@@ -703,16 +730,62 @@ def load_mathvision(path_or_hub_id: str | os.PathLike = "MathLLMs/MathVision", s
 _PUZZLE_CORE = ("image", "question", "options", "answer", "metadata")
 
 
+def _json_files(d: Path) -> list[Path]:
+    # Names starting with "_" or "." are not puzzle files (caches, manifests).
+    return sorted(p for p in list(d.glob("*.json")) + list(d.glob("*.jsonl")) if not p.name.startswith(("_", ".")))
+
+
+def _looks_like_puzzles(path: Path, lines: int = 5) -> bool:
+    """Whether one of the first non-empty lines of a file is a JSON object with a "question"."""
+    try:
+        with open(path, "r", encoding="utf-8", errors="replace") as f:
+            seen = 0
+            for line in f:
+                if not line.strip():
+                    continue
+                seen += 1
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:
+                    rec = None
+                if isinstance(rec, dict) and "question" in rec:
+                    return True
+                if seen >= lines:
+                    break
+    except OSError:
+        return False
+    return False
+
+
+def _puzzle_dirs_below(root: Path) -> list[Path]:
+    """Directories up to two levels below root that hold puzzle files (where the data really is)."""
+    found = []
+    for d in sorted(p for pat in ("*", "*/*") for p in root.glob(pat) if p.is_dir() and not p.name.startswith(".")):
+        if any(_looks_like_puzzles(f) for f in _json_files(d)[:3]):
+            found.append(d)
+    return found
+
+
 def _puzzle_files(root: Path) -> list[Path]:
+    """The puzzle files of a data directory. Other JSON files there (a repo's configs, when the
+    path points at a checkout instead of its data/) are left out with a warning; a directory with
+    no puzzle file at all is an error saying where the data files were expected."""
     if root.is_file():
         return [root]
-    # Names starting with "_" or "." are not puzzle files (caches, manifests).
-    files = sorted(p for p in list(root.glob("*.json")) + list(root.glob("*.jsonl"))
-                   if not p.name.startswith(("_", ".")))
-    if not files:
-        raise FileNotFoundError(f"no puzzle files in {root}: expected one JSON-lines file per puzzle, "
-                                "e.g. data/triangle.json as in declare-lab/LLM-PuzzleTest")
-    return files
+    files = _json_files(root)
+    puzzle_files = [f for f in files if _looks_like_puzzles(f)]
+    if not puzzle_files:
+        below = _puzzle_dirs_below(root)
+        where = (f"; the puzzle files are in {', '.join(str(d) for d in below[:3])}: point the path there"
+                 if below else "")
+        other = f" (its JSON files {', '.join(f.name for f in files[:5])} are not puzzle records)" if files else ""
+        raise FileNotFoundError(f"no puzzle files in {root}{other}: expected JSON-lines files of puzzles "
+                                f"(image, question, options, answer) directly in it, e.g. data/triangle.json as in "
+                                f"declare-lab/LLM-PuzzleTest{where}")
+    for f in files:
+        if f not in puzzle_files:
+            log.warning("%s: not a puzzle file (no JSON-lines puzzle record in its first lines); left out", f)
+    return puzzle_files
 
 
 def _puzzle_convert(raw: _Raw, images: _Images, bases: list[Path], benchmark: str, puzzle: str,

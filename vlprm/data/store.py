@@ -3,34 +3,58 @@
 Every long run writes one record per finished item and flushes it, so a run killed at any
 point (even by SIGKILL, mid-line) resumes where it stopped: a truncated last line is
 ignored on read and dropped on the next open for append, and ids already present are skipped.
+A malformed line anywhere else is not a killed writer: it is skipped with a warning naming the
+file and line, and counted (`JsonlStore.corrupt_lines`), so its record is redone and a summary
+can say so. A write that fails (a full disk) removes its partial line and raises
+`StoreWriteError`: the run stops with one line and every record written before is kept.
 Shards (`--shard i/n`) write separate files that `merge_jsonl` joins by key.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
+log = logging.getLogger(__name__)
 
-def read_jsonl(path: str | os.PathLike, *, strict: bool = False) -> Iterator[dict]:
-    """Yield records of a JSONL file. A malformed line is skipped unless strict (then it raises
-    with the file and line number). A missing file yields nothing."""
+
+class StoreWriteError(OSError):
+    """A record could not be written (disk full, read-only, ...). The file is left as it was
+    before the write, so rerunning after fixing the cause resumes with nothing lost."""
+
+
+def read_jsonl(path: str | os.PathLike, *, strict: bool = False, bad_lines: list[int] | None = None
+               ) -> Iterator[dict]:
+    """Yield records of a JSONL file. A missing file yields nothing. A malformed line raises with
+    the file and line number when strict. Otherwise a last line cut short by a killed writer is
+    ignored, and any other malformed line is skipped with a warning and its line number appended
+    to `bad_lines`."""
     path = Path(path)
     if not path.exists():
         return
-    with open(path, "r", encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.strip()
+    with open(path, "r", encoding="utf-8", errors="replace") as f:
+        for lineno, raw in enumerate(f, 1):
+            line = raw.strip()
             if not line:
                 continue
             try:
-                yield json.loads(line)
+                rec = json.loads(line)
             except json.JSONDecodeError as e:
                 if strict:
                     raise ValueError(f"{path}:{lineno}: not valid JSON ({e}); fix or delete the line") from e
+                if not raw.endswith("\n"):  # a torn last line: a killed writer, not damage
+                    continue
+                if bad_lines is not None:
+                    bad_lines.append(lineno)
+                log.warning("%s:%d: corrupt line skipped (not valid JSON: %s); its record is redone",
+                            path, lineno, e.msg)
+                continue
+            yield rec
 
 
 def write_jsonl(path: str | os.PathLike, records: Iterable[dict]) -> int:
@@ -62,8 +86,10 @@ class JsonlStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._repair_tail()
         self._records: dict[str, dict] = {}
-        for rec in read_jsonl(self.path):
-            if key in rec:
+        # Line numbers of malformed lines in the middle of the file (skipped, warned, counted).
+        self.corrupt_lines: list[int] = []
+        for rec in read_jsonl(self.path, bad_lines=self.corrupt_lines):
+            if isinstance(rec, dict) and key in rec:
                 self._records[str(rec[key])] = rec  # last write wins
         self._fh = None
 
@@ -95,15 +121,43 @@ class JsonlStore:
         return list(self._records.values())
 
     def append(self, record: dict) -> None:
-        """Write one record and flush it to disk."""
+        """Write one record and sync it to disk (secrets masked, `vlprm.secrets.redact`). A
+        failed write leaves the file as it was and raises StoreWriteError."""
+        from vlprm.secrets import redact
+
         if self.key not in record:
             raise KeyError(f"record for {self.path} has no '{self.key}' field")
+        data = (redact(json.dumps(record, ensure_ascii=False)) + "\n").encode("utf-8")
         if self._fh is None:
-            self._fh = open(self.path, "a", encoding="utf-8")
-        self._fh.write(json.dumps(record, ensure_ascii=False) + "\n")
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
+            self._fh = open(self.path, "ab", buffering=0)
+        size = os.fstat(self._fh.fileno()).st_size
+        try:
+            view = memoryview(data)
+            while view:  # a raw write may write part of the line before the disk is full
+                view = view[self._fh.write(view):]
+            os.fsync(self._fh.fileno())
+        except OSError as e:
+            self._undo_write(size)
+            why = "no space left on device" if e.errno in (errno.ENOSPC, errno.EDQUOT) else (e.strerror or str(e))
+            err = StoreWriteError(f"cannot write to {self.path}: {why}; the records written before are kept: "
+                                  "fix it and rerun to resume")
+            err.errno = e.errno
+            raise err from None
         self._records[str(record[self.key])] = record
+
+    def _undo_write(self, size: int) -> None:
+        """Cut the file back to `size` bytes (drop a partial line) and close it."""
+        fh, self._fh = self._fh, None
+        try:
+            fh.close()
+            os.truncate(self.path, size)
+        except OSError:  # the next open repairs a torn last line anyway
+            pass
+
+    @property
+    def corrupt_count(self) -> int:
+        """How many malformed lines were skipped in the middle of the file when it was opened."""
+        return len(self.corrupt_lines)
 
     def close(self) -> None:
         if self._fh is not None:

@@ -9,7 +9,9 @@ Export layout (docs/CONTRACTS.md, "PRM dataset on disk"):
     DIR/hf/         the same rows as `datasets.Dataset.save_to_disk`
 
 The directory is written next to the old one and swapped in, so a killed export never leaves
-half a dataset. `write_report` collects the stats of every stage file of a run (counts,
+half a dataset. A solution without a final answer that no label view found an error in is
+not exported as error-free: it is dropped with reason `no_final_answer` (`mark_no_final_answer`)
+and counted in the report. `write_report` collects the stats of every stage file of a run (counts,
 failures by stage and reason, label balance, first-error positions, perception vs reasoning
 share of first errors, MC/judge agreement, rollouts spent) into report.md and PNG plots.
 """
@@ -57,6 +59,22 @@ def _copy_images(problems: Sequence[Problem], images_dir: Path) -> dict[str, lis
     return out
 
 
+NO_FINAL_ANSWER = "no_final_answer"
+
+
+def mark_no_final_answer(combined: Sequence[dict], unanswered: set[str]) -> list[dict]:
+    """The combined records, with each kept one whose solution (id in `unanswered`) has no final
+    answer and ends on a "+" step turned into a drop with reason `no_final_answer`: nothing says
+    such a solution is right, and its steps' MC evidence came from continuations that supplied
+    an answer it never gave. One with an error found keeps its labels (its last step is "-")."""
+    out = []
+    for rec in combined:
+        if rec.get("kept") and rec["solution_id"] in unanswered and (rec.get("labels") or ["+"])[-1] == "+":
+            rec = {**rec, "kept": False, "reason": NO_FINAL_ANSWER}
+        out.append(rec)
+    return out
+
+
 def export_rows(combined: Sequence[dict], solutions: dict[str, Solution], problems: dict[str, Problem],
                 view: str, image_paths: dict[str, list[str]]) -> list[dict]:
     """prm.jsonl rows of the kept records of one view, sorted by solution id."""
@@ -94,6 +112,7 @@ def export_dataset(out_dir: str | os.PathLike, combined: Sequence[dict], solutio
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
+    combined = mark_no_final_answer(combined, {s.id for s in solutions.values() if not s.final_answer})
     kept_ids = {r["solution_id"] for r in combined if r["view"] == view and r["kept"]}
     used = [problems[solutions[s].problem_id] for s in kept_ids]
     used = list({p.id: p for p in used}.values())
@@ -136,6 +155,7 @@ def collect_stats(problems: Sequence[Problem], rollouts: Sequence[dict], mc: Seq
     kinds = Counter(s.get("kind", "reasoning") for r in ok_sol for s in r.get("steps") or [])
     mc_ok = [r for r in mc if r.get("status") == "ok"]
     judge_ok = [r for r in judge if r.get("status") == "ok"]
+    combined = mark_no_final_answer(combined, {r["id"] for r in ok_sol if not r.get("final_answer")})
     st: dict[str, Any] = {
         "problems": len(problems),
         "rollouts": {"records": len(rollouts), "ok": len(ok_sol), "failed": dict(_reasons(rollouts)),

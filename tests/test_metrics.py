@@ -19,8 +19,10 @@ from vlprm.metrics import (
     predicted_first_error,
     process_bench_f1,
     tts_metrics,
+    vlprm_rule_bon_at_k,
     weighted_at_k,
 )
+from vlprm.prm.aggregate import aggregate
 
 approx = pytest.approx
 
@@ -283,6 +285,101 @@ def test_tts_metrics_without_scores():
     res = tts_metrics(probs)
     assert res["bon@k"] == {}
     assert res["maj@k"] == approx({1: 1.0, 2: 0.5})
+
+
+# ------------------------------------------------------------------------------ VL-PRM's own rule
+
+
+def _authors_pick(cands):
+    """The released VL-PRM best-of-N choice, written out as their scan: reward P(+)^0.3 /
+    tokens^0.6 where "+" wins (argmax of (+, -) logits: P(+) >= 0.5), else -1; keep the first
+    reward above -1 that beats the best so far (strict >); if none, the smallest P(-) (strict <)."""
+    best, best_i = -1, -1
+    for i, (p, n) in enumerate(cands):
+        reward = -1 if p < 0.5 else p ** 0.3 / n ** 0.6
+        if reward > best:
+            best, best_i = reward, i
+    if best_i == -1:
+        low = math.inf
+        for i, (p, _) in enumerate(cands):
+            if 1 - p < low:
+                low, best_i = 1 - p, i
+    return best_i
+
+
+def _simulated_problems(n_problems=2000, n=16, seed=0):
+    """N=16 candidates per problem; ~half the problems have every candidate judged "-"; some
+    P(+) values repeat (coarse PRM outputs), so ties occur."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n_problems):
+        all_negative = rng.random() < 0.5
+        cands, correct = [], []
+        for _ in range(n):
+            p = rng.uniform(0.0, 0.499) if all_negative else rng.uniform(0.0, 1.0)
+            if rng.random() < 0.2:
+                p = round(p, 1) if p < 0.45 or p >= 0.5 else 0.4  # coarse values: ties
+            cands.append((p, rng.randint(300, 3000)))
+            correct.append(rng.random() < 0.4)
+        out.append((cands, correct))
+    return out
+
+
+def test_vlprm_rule_first_k_equals_the_authors_scan_on_2000_simulated_problems():
+    problems = _simulated_problems()
+    assert sum(all(p < 0.5 for p, _ in c) for c, _ in problems) > 800
+    differs_from_tie_average = 0
+    for cands, correct in problems:
+        for k in (1, 2, 4, 8, 16):
+            want = float(correct[_authors_pick(cands[:k])])
+            assert vlprm_rule_bon_at_k(cands, correct, k, "first") == want
+        # Our `vlprm` aggregation gives every "-" candidate -1: BoN then averages the tie.
+        old = bon_at_k([aggregate([p], "vlprm", num_tokens=n) for p, n in cands], correct, 16, "first")
+        differs_from_tie_average += old != float(correct[_authors_pick(cands)])
+    assert differs_from_tie_average > 500
+
+
+def test_vlprm_rule_exact_equals_enumerating_every_subset():
+    for cands, correct in _simulated_problems(n_problems=60, n=16, seed=1):
+        for k in (1, 2, 15, 16):
+            subs = list(combinations(range(16), k))
+            want = np.mean([correct[s[_authors_pick([cands[i] for i in s])]] for s in subs])
+            assert vlprm_rule_bon_at_k(cands, correct, k) == approx(want, abs=1e-12)
+    for cands, correct in _simulated_problems(n_problems=100, n=8, seed=2):
+        for k in range(1, 9):
+            subs = list(combinations(range(8), k))
+            want = np.mean([correct[s[_authors_pick([cands[i] for i in s])]] for s in subs])
+            assert vlprm_rule_bon_at_k(cands, correct, k) == approx(want, abs=1e-12)
+
+
+def test_vlprm_rule_hand_made_case():
+    # All "-": the highest P(+) (candidate 1, correct) wins, not an average over the -1 tie.
+    neg = [(0.30, 500), (0.45, 900), (0.20, 400), (0.45, 100)]
+    correct = [False, True, False, False]
+    assert vlprm_rule_bon_at_k(neg, correct, 4, "first") == 1.0
+    # Candidates 1 and 3 tie at .45: the first (1) wins. Exact k=2: 1 is picked in the pairs
+    # {0,1} {1,2} {1,3} -> 3 of 6.
+    assert vlprm_rule_bon_at_k(neg, correct, 2) == approx(0.5)
+    # "+" beats "-"; among "+", the shorter input wins: .6^.3/100^.6 = .054 > .9^.3/1000^.6 = .015.
+    mixed = [(0.9, 1000), (0.6, 100), (0.49, 10)]
+    assert vlprm_rule_bon_at_k(mixed, [False, True, False], 3, "first") == 1.0
+    # P(+) exactly 0.5 counts as "+" (the argmax keeps "+" on a tie of logits).
+    assert vlprm_rule_bon_at_k([(0.499, 10), (0.5, 10_000)], [False, True], 2, "first") == 1.0
+    # An unscored candidate is never picked over a scored one; StepScores dicts are accepted.
+    outcome = [None, {"p_plus": [0.1], "num_tokens": 50}]
+    assert vlprm_rule_bon_at_k(outcome, [False, True], 2) == 1.0
+
+
+def test_tts_metrics_adds_the_vlprm_outcome_row_from_outcome_scores():
+    cands = [{"answer": "A", "correct": False, "score": {"last": 0.2}, "outcome": {"p_plus": [0.30], "num_tokens": 500}},
+             {"answer": "B", "correct": True, "score": {"last": 0.1}, "outcome": {"p_plus": [0.45], "num_tokens": 900}},
+             {"answer": "C", "correct": False, "score": {"last": 0.3}, "outcome": {"p_plus": [0.20], "num_tokens": 400}}]
+    res = tts_metrics([cands])
+    # Pairs {0,1} and {1,2} pick the correct candidate 1 (highest P(+)); {0,2} picks 0.
+    assert res["bon@k"]["vlprm_outcome"] == approx({1: 1 / 3, 2: 2 / 3, 3: 1.0})
+    assert res["bon@k"]["last"] == approx({1: 1 / 3, 2: 0.0, 3: 0.0})  # ranked by "last", 1 never wins
+    assert "vlprm_outcome" not in res["weighted@k"]
+    assert "vlprm_outcome" not in tts_metrics([[{k: v for k, v in c.items() if k != "outcome"} for c in cands]])["bon@k"]
 
 
 # ------------------------------------------------------------------------------ VisualProcessBench

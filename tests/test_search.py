@@ -193,6 +193,40 @@ def test_dvts_grows_independent_subtrees_and_picks_the_best_leaf():
     assert again.text == r.text and again.budget == r.budget
 
 
+class LengthScorer(KeywordScorer):
+    """KeywordScorer whose PRM input is 100 tokens plus one per character of the steps."""
+
+    def score(self, samples):
+        out = super().score(samples)
+        for s, r in zip(samples, out):
+            r.num_tokens = 100 + sum(len(step) for step in s.steps)
+        return out
+
+
+def test_greedy_vlprm_rule_picks_the_highest_p_plus_when_every_step_is_wrong():
+    tree = {(): [("awful a", "sep"), ("bad b", "sep"), ("awful c", "sep")],
+            ("bad b",): [("bad d \\boxed{2}", "sep")], ("awful a",): [("bad e \\boxed{1}", "sep")]}
+    # The `vlprm` aggregation gives all three -1 and max_score keeps the first of the tie.
+    (first,) = greedy_search([_problem()], ScriptedPolicy(tree), LengthScorer(), n=3, max_steps=3,
+                             style="plain", aggregation="vlprm")
+    assert first.trace[0]["chosen"] == 0 and first.text.startswith("awful a")
+    (rule,) = greedy_search([_problem()], ScriptedPolicy(tree), LengthScorer(), n=3, max_steps=3,
+                            style="plain", aggregation="vlprm", choice="vlprm_rule")
+    assert rule.trace[0]["chosen"] == 1 and rule.text.startswith("bad b")
+    assert rule.hyperparameters["choice"] == "vlprm_rule"
+
+
+def test_greedy_vlprm_rule_prefers_the_shorter_conversation_among_right_steps():
+    long_good = "good " + "and so on " * 30
+    tree = {(): [(long_good + "\\boxed{1}", "sep"), ("ok \\boxed{2}", "sep")]}
+    (top,) = greedy_search([_problem()], ScriptedPolicy(tree), LengthScorer(), n=2, style="plain")
+    assert top.trace[0]["chosen"] == 0  # P(+) .9 beats .6
+    (rule,) = greedy_search([_problem()], ScriptedPolicy(tree), LengthScorer(), n=2, style="plain",
+                            choice="vlprm_rule")
+    # .6^.3 / (100 + 14)^.6 = .05 > .9^.3 / (100 + ~310)^.6 = .026
+    assert rule.trace[0]["chosen"] == 1 and rule.text == "ok \\boxed{2}"
+
+
 def test_search_config_rejects_nonsense():
     with pytest.raises(ValueError, match="strategy"):
         SearchConfig(strategy="mcts")
@@ -200,6 +234,8 @@ def test_search_config_rejects_nonsense():
         SearchConfig(strategy="dvts", n=2, n_subtrees=4)
     with pytest.raises(ValueError, match="aggregation"):
         SearchConfig(aggregation="outcome")
+    with pytest.raises(ValueError, match="choice"):
+        SearchConfig(choice="first")
 
 
 def test_bon_selection_conventions():

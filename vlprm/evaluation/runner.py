@@ -353,6 +353,7 @@ def _candidate_rows(cfg: EvalConfig, cands: dict, scores: dict, problems_by_id: 
                 row["prm_tokens"] = st.get("num_tokens", 0)
                 if srec.get("outcome"):
                     row["score"]["outcome"] = aggregate(srec["outcome"][i], "outcome")
+                    row["outcome"] = srec["outcome"][i]  # -> bon@k[vlprm_outcome], the authors' rule
                     row["prm_tokens"] += srec["outcome"][i].get("num_tokens", 0)
             rows.append(row)
         out[rec["benchmark"]][pid] = rows

@@ -22,13 +22,16 @@ from typing import Any, Sequence
 
 from vlprm.backends.base import ChatRequest, Generator, SamplingConfig
 from vlprm.data.store import stable_seed
-from vlprm.prm.aggregate import AGGREGATIONS, aggregate
+from vlprm.prm.aggregate import AGGREGATIONS, aggregate, vlprm_rule_pick
 from vlprm.prm.scorer import Scorer, StepScores, build_prm_sample
 from vlprm.prompts import STEP_SEPARATOR, build_policy_messages
 from vlprm.search.budget import Budget
 from vlprm.steps import split_steps
 
 STRATEGIES = ("greedy", "beam", "dvts")
+# How greedy (and each DVTS subtree) picks the next step among its candidates: the top score by
+# `aggregation`, or the VL-PRM authors' rule (`vlprm.prm.aggregate.vlprm_rule_pick`).
+CHOICES = ("max_score", "vlprm_rule")
 
 
 @dataclass
@@ -43,6 +46,9 @@ class SearchConfig:
     final_aggregation: how the returned solution is picked among the final candidates.
     threshold: P(+) below it means the PRM judges the step wrong; when every candidate is below
         it, greedy still takes the least-bad one (and the trace says so).
+    choice: greedy / DVTS: "max_score" (the top `aggregation` score, the first among equals) or
+        "vlprm_rule" (the VL-PRM authors' rule on each candidate's last-step P(+) and PRM input
+        tokens: P(+)^0.3 / tokens^0.6 where "+" wins, else the highest P(+)).
     stop_on_length: a step cut at max_step_tokens ends its path (else the search goes on from it).
     dedupe: drop candidates whose text repeats a sibling's.
     """
@@ -61,6 +67,7 @@ class SearchConfig:
     aggregation: str = "last"
     final_aggregation: str = "last"
     threshold: float = 0.5
+    choice: str = "max_score"
     stop_on_length: bool = True
     dedupe: bool = True
     seed: int = 0
@@ -72,6 +79,8 @@ class SearchConfig:
             if getattr(self, name) not in AGGREGATIONS or getattr(self, name) == "outcome":
                 raise ValueError(f"{name} must be a step aggregation ({', '.join(a for a in AGGREGATIONS if a != 'outcome')}), "
                                  f"got {getattr(self, name)!r}")
+        if self.choice not in CHOICES:
+            raise ValueError(f"choice must be one of {', '.join(CHOICES)}, got {self.choice!r}")
         if self.n < 1 or self.max_steps < 1 or self.beam_width < 1 or self.n_subtrees < 1:
             raise ValueError("n, max_steps, beam_width and n_subtrees must be >= 1")
         if self.strategy == "dvts" and self.n < self.n_subtrees:
@@ -89,6 +98,8 @@ class SearchConfig:
         d = dataclasses.asdict(self)
         if self.strategy != "beam":
             d.pop("beam_width")
+        if self.strategy == "beam":
+            d.pop("choice")
         if self.strategy != "dvts":
             d.pop("n_subtrees")
         else:
@@ -146,6 +157,14 @@ def rank_key(path: Path) -> float:
 def best_index(paths: Sequence[Path], key=rank_key) -> int:
     """Index of the top path (the first one among equals: deterministic)."""
     return max(range(len(paths)), key=lambda i: (key(paths[i]), -i))
+
+
+def choose_index(paths: Sequence[Path], config: SearchConfig) -> int:
+    """Index of the candidate greedy keeps, by `config.choice`."""
+    if config.choice == "vlprm_rule":
+        return vlprm_rule_pick([p.step_scores if p.step_scores is not None and p.step_scores.ok else None
+                                for p in paths], threshold=config.threshold)
+    return best_index(paths)
 
 
 @dataclass
@@ -298,5 +317,5 @@ def score_paths(items: Sequence[tuple[ProblemRun, Path]], scorer: Scorer, config
             run.errors.append(f"PRM could not score a candidate: {ss.error}")
 
 
-__all__ = ["STRATEGIES", "SearchConfig", "Path", "SearchResult", "ProblemRun", "Budget", "expand",
-           "score_paths", "prm_steps_of", "rank_key", "best_index"]
+__all__ = ["STRATEGIES", "CHOICES", "SearchConfig", "Path", "SearchResult", "ProblemRun", "Budget", "expand",
+           "score_paths", "prm_steps_of", "rank_key", "best_index", "choose_index"]

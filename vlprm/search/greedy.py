@@ -1,5 +1,6 @@
 """Greedy step search: at every step sample n candidate next steps, keep the one the PRM likes
-best (when all are judged wrong, the least-bad one), until the solution ends.
+best (when all are judged wrong, the least-bad one), until the solution ends. "Best" is
+`SearchConfig.choice`: the top `aggregation` score, or the VL-PRM authors' rule.
 
 The loop is shared with DVTS (`vlprm.search.dvts`), which runs several such greedy subtrees.
 """
@@ -11,7 +12,7 @@ from typing import Any, Sequence
 from vlprm.backends.base import Generator
 from vlprm.prm.scorer import Scorer
 from vlprm.search.base import (
-    Path, ProblemRun, SearchConfig, SearchResult, best_index, expand, score_paths,
+    Path, ProblemRun, SearchConfig, SearchResult, choose_index, expand, score_paths,
 )
 
 
@@ -41,7 +42,7 @@ def greedy_subtrees(problems: Sequence[Any], generator: Generator, scorer: Score
             if not cs:  # the policy request failed: this subtree ends where it is
                 leaves[r][j].finish_reason = "error"
                 continue
-            k = best_index(cs)
+            k = choose_index(cs, config)
             scores = [c.score for c in cs]
             below = all(s is None or s < config.threshold for s in scores)
             run.trace.append({"iteration": it, "subtree": j, "scores": scores, "chosen": k,

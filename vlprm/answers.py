@@ -17,12 +17,25 @@ math-verify (and sympy behind it) is imported lazily: importing this module stay
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import string
 import threading
 from dataclasses import dataclass
 from typing import Any, Sequence
+
+from vlprm.answer_rules import (
+    NUMBER_WORD_RE,
+    NUMBER_WORDS,
+    after_last_copula,
+    clauses,
+    core_value,
+    final_sentence,
+    is_complete,
+    named_letters,
+    repair_latex_controls,
+)
 
 OPTION_LETTERS = string.ascii_uppercase
 NUMERIC_TYPES = ("integer", "float")
@@ -173,7 +186,7 @@ _SLASH_RE = re.compile(rf"^(?P<sign>[-+]?)\s*(?P<a>{_NUM_BODY})\s*/\s*(?P<b>{_NU
 # (m/s, km/h). Possessive letter runs keep this linear on long prose (no backtracking).
 _UNIT_WORD = r"[a-zA-Zµμ°Ω]++\.?(?:\s*+(?:\^\s*\{?\d\}?|[²³]))?"
 _UNIT_RE = re.compile(rf"\s*{_UNIT_WORD}(?:\s*/\s*{_UNIT_WORD})?(?:\s+{_UNIT_WORD}){{0,3}}\s*$")
-_LHS_RE = re.compile(r"^[a-zA-Z][\w{}\\]{0,12}\s*(?:=|≈|\\approx)\s*")
+_LHS_RE = re.compile(r"^\\?[a-zA-Z][\w{}\\]{0,12}\s*(?:=|≈|\\approx)\s*")
 
 
 def _to_float(tok: str) -> float:
@@ -319,7 +332,32 @@ def _match_option_text(s: str, options: Sequence[str] | None) -> str | None:
         hits = [i for i, o in enumerate(options) if (ov := _parse_number(o)) is not None and _close(ov.value, v.value)]
         if len(hits) == 1:
             return option_letter(hits[0])
-    return None
+    return _match_option_value(s, options)
+
+
+@functools.lru_cache(maxsize=4096)
+def _value_of(s: str) -> float | None:
+    """The numeric value of an answer or option written with LaTeX, a prefix or a unit
+    ("$4 \\sqrt{3} \\mathrm{~m}$" -> 6.928...), or None if it has none."""
+    core = core_value(s)
+    if not core or len(core) > 80:
+        return None
+    n = _parse_number(core)
+    if n is not None:
+        return None if n.percent else n.value
+    if not re.search(r"\\[a-zA-Z]|[\d)]\s*/|\^", core) or re.search(r"[a-zA-Z]{2,}(?<!\\[a-zA-Z]{2})\s+[a-zA-Z]{2,}", core):
+        return None  # not a math value: plain words would become symbols
+    return _sympy_number(core)
+
+
+def _match_option_value(s: str, options: Sequence[str]) -> str | None:
+    """The letter of the one option whose value (units, "$", "x =" dropped; LaTeX evaluated)
+    equals s's value: "4\\sqrt{3}" for "$4 \\sqrt{3} \\mathrm{~m}$", "\\pi/3" for "$\\frac{\\pi}{3}$"."""
+    v = _value_of(s)
+    if v is None:
+        return None
+    hits = [i for i, o in enumerate(options) if (ov := _value_of(str(o))) is not None and _close(ov, v)]
+    return option_letter(hits[0]) if len(hits) == 1 else None
 
 
 def _find_option_in(span: str, options: Sequence[str] | None) -> str | None:
@@ -427,7 +465,8 @@ def extract_answer(text: str | None, options: Sequence[str] | None = None, answe
     """
     if text is None:
         return None
-    text = str(text)
+    text = repair_latex_controls(str(text))
+    options = _repaired(options)
     mc = options is not None or answer_type == "multiple_choice"
 
     boxed = extract_boxed(text)
@@ -465,27 +504,147 @@ def extract_answer(text: str | None, options: Sequence[str] | None = None, answe
         # "**Final Answer**" alone on a line, the answer on the next one.
         ans, _ = _from_span(lines[-1], options, answer_type, mc)
         return ans
+    return _from_last_line(lines, options, answer_type, mc)
+
+
+def _from_last_line(lines: list[str], options: Sequence[str] | None, answer_type: str | None, mc: bool) -> str | None:
+    """The answer a final line states without a box or an answer phrase: a bare answer, or the
+    value / option a concluding sentence names ("So the missing colour is purple.")."""
     last = _clean_answer(lines[-1])
+    complete = is_complete(lines[-1])
     if mc:
-        return _resolve_choice(last, options, mc, strict=True)
+        letter = _resolve_choice(last, options, mc, strict=True)
+        if letter is None and complete and not _LETTER_LEAD_RE.match(last):
+            letter = _choice_in_sentence(final_sentence(lines[-1]), options)  # not "(B) red - maybe"
+        return letter
     if options is None and _LETTER_ONLY_RE.match(last) and _as_letter(last, None, False):
         return _as_letter(last, None, False)
-    if answer_type in NUMERIC_TYPES:
-        if _parse_number(last) is not None:
-            return last
-        m = re.search(r"\$([^$]+)\$\W*$", lines[-1])
-        if m and (_parse_number(m.group(1)) is not None or _looks_latex(m.group(1))):
-            return m.group(1).strip()  # the line ends in a math value: "... is $2\sqrt{3}$."
-        # "Step 4:" / "4." / "- " prefixes number the line, they are not its content.
-        body = re.sub(r"^(?:[#*\-\s]*(?:step|part)\s*\d+\s*[:.)]|\s*\d+[.)]\s)\s*", "", last, flags=re.I)
-        # Only the last sentence: "There are 3 circles and 5 squares. So 8 in total."
-        body = re.split(r"(?<=[.!?])\s+(?=[A-Z])", body)[-1]
-        nums = _numbers_in(body)
-        # One number on the last line ("So the total is 42 apples.") is the answer; several
-        # ("so 3 + 4 = 7 and then") is an unfinished derivation, not an answer.
-        return _clean_answer(nums[0]) if len(nums) == 1 else None
+    if answer_type in NUMERIC_TYPES and _parse_number(last) is not None:
+        return last
+    if answer_type in NUMERIC_TYPES or answer_type == "expression":
+        # An incomplete line ("so 3 + 4 = 7 and then") is an unfinished derivation: only a
+        # single value on it counts.
+        value = _value_in_sentence(final_sentence(lines[-1]), answer_type, single_only=not complete)
+        if value is not None or answer_type in NUMERIC_TYPES:
+            return value
     if len(lines) == 1 and len(last) <= 64:
         return last or None
+    if complete and answer_type in ("text", None):
+        sentence = final_sentence(lines[-1])
+        return sentence if 0 < len(sentence) <= 200 else None  # compared in full by is_correct
+    return None
+
+
+# ---------------------------------------------------------------------- values in a sentence
+
+_MATH_SEG_RE = re.compile(r"\$([^$]+)\$|\\\((.+?)\\\)")
+_TEXT_FRAC_RE = re.compile(rf"(?<![\w.^_/\\])-?{_NUM_BODY}\s*/\s*{_NUM_BODY}(?![\w/])|\\[dt]?frac\s*\{{[^{{}}]*\}}\s*\{{[^{{}}]*\}}")
+
+
+def _value_candidates(text: str, number_words: bool) -> list[tuple[int, str]]:
+    """(position, value) of each value written in a piece of a sentence, in order: "$...$" math
+    (its "x =" dropped), fractions, numbers with "$" / "%", and, if asked and there is no digit,
+    number words ("four")."""
+    found: list[tuple[int, str]] = []
+    masked = list(text)
+
+    def take(m: re.Match, value: str) -> None:
+        found.append((m.start(), value))
+        masked[m.start():m.end()] = " " * (m.end() - m.start())
+
+    for m in _MATH_SEG_RE.finditer(text):
+        inner = _LHS_RE.sub("", (m.group(1) or m.group(2)).strip()).strip()
+        if inner and (_parse_number(inner) is not None or _looks_latex(inner)):
+            take(m, inner)
+    rest = "".join(masked)
+    for m in _TEXT_FRAC_RE.finditer(rest):
+        take(m, m.group(0).strip())
+    rest = "".join(masked)
+    for m in _NUM_IN_TEXT_RE.finditer(rest):
+        found.append((m.start(), _clean_answer(m.group(0))))
+    if number_words and not found:
+        found = [(m.start(), str(NUMBER_WORDS[m.group(1).lower()])) for m in NUMBER_WORD_RE.finditer(text)]
+    return sorted(found)
+
+
+def _pick_after_copula(clause: str, candidates: list[tuple[int, str]]) -> list[str]:
+    """The candidates the clause's conclusion names: the first after the last copula that has
+    any after it ("4 * 6 = 24" -> 24, "the perimeter is 18 and the area is 20" -> 20); all of
+    them when no copula is followed by a value."""
+    from vlprm.answer_rules import COPULA_RE
+
+    for m in reversed(list(COPULA_RE.finditer(_MATH_SEG_RE.sub(lambda g: " " * len(g.group(0)), clause)))):
+        after = [v for pos, v in candidates if pos >= m.end()]
+        if after:
+            return after[:1]
+    return [v for _, v in candidates]
+
+
+def _value_in_sentence(sentence: str, answer_type: str | None, single_only: bool = False) -> str | None:
+    """The value a concluding sentence states: from its last clause that holds one ("Each side is
+    4 cm, so we need a 4-cm square" -> "4"), preferring what follows "is" / "=". None when it is
+    ambiguous (several values and nothing singles one out) or there is none."""
+    if single_only:
+        cands = _value_candidates(sentence, number_words=False)
+        return cands[0][1] if len(cands) == 1 else None
+    words = answer_type in NUMERIC_TYPES
+    for clause in reversed(clauses(sentence)):
+        cands = _value_candidates(clause, number_words=words)
+        if not cands:
+            continue
+        picked = _pick_after_copula(clause, cands)
+        if len({normalize_answer(v, answer_type) for v in picked}) == 1:
+            return picked[0]
+        return None
+    return None
+
+
+_NEGATED_RE = re.compile(r"\b(?:not|no|never|rather\s+than|instead\s+of|except)\s+(?:(?:a|an|the)\s+)?$", re.I)
+
+
+def _mentioned_options(text: str, options: Sequence[str]) -> list[tuple[int, str]]:
+    """(position, letter) of each option a piece of a sentence names: "(B)", an option's text as
+    whole words ("purple", "it decreases"), or an option's value ("$12", "60 degrees",
+    "$4\\sqrt{3}$ m"). Negated mentions ("not a triangle") do not count."""
+    found: list[tuple[int, str]] = []
+    for m in re.finditer(r"[\(\[]([A-Z])[\)\]]", text):
+        if _letter_in_range(m.group(1), options):
+            found.append((m.start(), m.group(1)))
+    low = text.lower()
+    texts = [normalize_text(o) for o in options]
+    for i, t in enumerate(texts):
+        if len(t) < 2 or _parse_number(options[i]) is not None:
+            continue  # numeric options are matched by value below
+        if any(j != i and t in texts[j] and re.search(rf"(?<!\w){re.escape(texts[j])}(?!\w)", normalize_text(text))
+               for j in range(len(texts))):
+            continue  # "red" inside a named "dark red"
+        pattern = r"(?<![\w-])" + r"[\W_]+".join(re.escape(w) for w in t.split()) + r"(?![\w-])"
+        for m in re.finditer(pattern, low):
+            if not _NEGATED_RE.search(low[:m.start()]):
+                found.append((m.start(), option_letter(i)))
+    for pos, value in _value_candidates(text, number_words=False):
+        letter = _match_option_text(value, options)
+        if letter is not None and not _NEGATED_RE.search(low[:pos]):
+            found.append((pos, letter))
+    return sorted(found)
+
+
+def _choice_in_sentence(sentence: str, options: Sequence[str] | None) -> str | None:
+    """The option a concluding sentence names, from its last clause that names any ("Each ticket
+    costs $4, so the cost comes to $12." -> the option "$12"), preferring what follows "is";
+    None if that still names two different options ("It could be red or green.")."""
+    if not options:
+        return None
+    for clause in reversed(clauses(sentence)):
+        found = _mentioned_options(clause, options)
+        if not found:
+            continue
+        tail = after_last_copula(clause)
+        if tail:
+            in_tail = _mentioned_options(tail, options)
+            found = in_tail or found
+        letters = {letter for _, letter in found}
+        return letters.pop() if len(letters) == 1 else None
     return None
 
 
@@ -616,8 +775,9 @@ def is_correct(
     """
     if pred is None or gold is None:
         return False
-    pred_s = str(pred).strip()
-    gold_s = str(gold).strip()
+    pred_s = repair_latex_controls(str(pred)).strip()
+    gold_s = repair_latex_controls(str(gold)).strip()
+    options = _repaired(options)
     if not pred_s:
         return False
     if precision is not None:
@@ -643,19 +803,55 @@ def is_correct(
     numeric = _numeric_equal(pred_s, gold_s, answer_type, precision, tolerance, abs_tol)
     if numeric is not None:
         return numeric
+    if _same_value(pred_s, gold_s, answer_type):
+        return True
+    # Either side may carry a prefix or a unit the other lacks: "Volume $=27 \\pi \\mathrm{m}^{3}$"
+    # against "27\\pi\\ \\text{m}^{3}". Compare what is left without them.
+    pred_core, gold_core = core_value(pred_s), core_value(gold_s)
+    if pred_core and gold_core and (pred_core, gold_core) != (pred_s, gold_s):
+        numeric = _numeric_equal(pred_core, gold_core, answer_type, precision, tolerance, abs_tol)
+        if numeric is not None:
+            return numeric
+        if _same_value(pred_core, gold_core, answer_type):
+            return True
+    return answer_type not in NUMERIC_TYPES and _sentence_states(pred_s, gold_s)
+
+
+def _same_value(pred_s: str, gold_s: str, answer_type: str | None) -> bool:
+    """Text equality (for text and expressions), then math-verify where it can be trusted."""
     if answer_type in NUMERIC_TYPES:
         # A numeric gold with a non-numeric prediction: only a symbolic identity can save it.
         return _parse_number(gold_s) is None and math_equal(pred_s, gold_s)
-
-    if answer_type in ("text", None):
-        if normalize_text(pred_s) == normalize_text(gold_s):
-            return True
-        if not re.search(r"[\\^_{}=/]|\d", gold_s + pred_s):
-            # Plain words: math-verify would read "red" as r*e*d and call "der" equal.
-            return False
-    if answer_type == "expression" and normalize_text(pred_s) == normalize_text(gold_s):
+    if normalize_text(pred_s) == normalize_text(gold_s):
         return True
+    if answer_type in ("text", None) and not re.search(r"[\\^_{}=/]|\d", gold_s + pred_s):
+        # Plain words: math-verify would read "red" as r*e*d and call "der" equal.
+        return False
     return math_equal(pred_s, gold_s)
+
+
+_SINGLE_LETTER_RE = re.compile(r"^\$?\s*\(?([A-Za-z])\)?\s*\$?$")
+_LIST_RE = re.compile(r"[\[(]\s*-?\d[^\[\]()]*[\])]")
+
+
+def _sentence_states(pred: str, gold: str) -> bool:
+    """Whether a sentence-like prediction states the gold: a single-letter gold as the one letter
+    it names ("Point B is where ...", "Step c"), a list gold as its last list ("[3,5]" for
+    "[3, 5]"), any other gold as what follows its last "is" ("the missing shape is purple")."""
+    letter = _SINGLE_LETTER_RE.match(gold)
+    if letter:
+        return named_letters(pred) == {letter.group(1).upper()}
+    if _LIST_RE.fullmatch(gold):
+        lists = _LIST_RE.findall(pred)
+        return bool(lists) and [_to_float(x) for x in re.findall(_NUM_BODY, lists[-1])] == [
+            _to_float(x) for x in re.findall(_NUM_BODY, gold)]
+    parts = clauses(final_sentence(pred))
+    tail = after_last_copula(parts[-1]) if parts else None
+    return bool(tail) and normalize_text(tail) == normalize_text(gold)
+
+
+def _repaired(options: Sequence[str] | None) -> list[str] | None:
+    return None if options is None else [repair_latex_controls(str(o)) for o in options]
 
 
 def _field(problem: Any, name: str, default: Any = None) -> Any:
@@ -677,13 +873,13 @@ def check_answer(pred: str | None, problem: Any, *, extract: bool = True) -> boo
     if pred is None:
         return False
     ans = extract_answer(pred, options=options, answer_type=answer_type) if extract else pred
-    return is_correct(
-        ans,
-        _field(problem, "answer"),
-        answer_type,
-        options=options,
-        precision=metadata.get("precision"),
-        unit=metadata.get("unit"),
+    gold = _field(problem, "answer")
+    # MMMU lists several accepted answers for some open questions; any of them is right.
+    golds = [gold] + [a for a in metadata.get("accepted_answers") or [] if a != gold]
+    return any(
+        is_correct(ans, g, answer_type, options=options, precision=metadata.get("precision"),
+                   unit=metadata.get("unit"))
+        for g in golds
     )
 
 
@@ -695,7 +891,8 @@ def normalize_answer(ans: str | None, answer_type: str | None = None, options: S
     """
     if ans is None:
         return None
-    s = str(ans).strip()
+    s = repair_latex_controls(str(ans)).strip()
+    options = _repaired(options)
     if not s:
         return None
     if answer_type == "multiple_choice" or options:
@@ -711,3 +908,11 @@ def normalize_answer(ans: str | None, answer_type: str | None = None, options: S
     if answer_type in ("expression", None) and re.search(r"[\\^_{}=/]", s):
         return re.sub(r"\s+", "", _strip_math_delims(s).replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac"))
     return normalize_text(s)
+
+
+if __name__ == "__main__":  # python -m vlprm.answers --check FILE.jsonl
+    import sys
+
+    from vlprm.answer_check import main
+
+    sys.exit(main())

@@ -6,7 +6,7 @@ from vlprm.config import load_config
 from vlprm.evaluation.config import EvalConfig
 
 BASE = "benchmarks:\n  - {name: puzzles, path: p}\npolicy: {model: m, n: 4}\nsearch: {strategies: [greedy]}\n" \
-       "prm: {model: prm}\n"
+       "prm: {model: prm, system_prompt: vlprm, step_suffix: ''}\n"  # a PRM dir without a settings record
 
 
 @pytest.fixture

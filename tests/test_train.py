@@ -331,7 +331,11 @@ def test_overfit_eight_samples_and_checkpoint_loads_in_a_scorer(tiny_model_dir, 
     assert summary["loss_curve"][-1][1] < summary["loss_curve"][0][1] / 10
     acc, n_steps, meta = _p_plus_from_saved(out, export)
     assert acc > 0.9, f"label accuracy {acc:.2f} over {n_steps} steps"
-    assert meta["system_prompt"] == "vlprm" and meta["label_tokens"]["plus"] == "+"
+    from vlprm.prm.format import SYSTEM_PROMPTS
+
+    # The settings record holds the prompt text and the step suffix ours keeps ("").
+    assert meta["system_prompt"] == SYSTEM_PROMPTS["vlprm"] and meta["step_suffix"] == ""
+    assert meta["label_tokens"]["plus"] == "+"
     assert meta["min_pixels"] == 4 * 28 * 28
     assert json.loads((out / "train_summary.json").read_text())["global_step"] == 50
 

@@ -177,3 +177,19 @@ def resolve_prm_settings(model: str | os.PathLike, overrides: Mapping[str, Any] 
     if out.min_pixels and out.max_pixels and out.min_pixels > out.max_pixels:
         raise ConfigError(f"PRM {os.fspath(model)!r}: min_pixels {out.min_pixels} > max_pixels {out.max_pixels}")
     return out
+
+
+def training_settings(dataset: str | os.PathLike | None, system_prompt: str | None = AUTO,
+                      step_suffix: str | None = None, *, min_pixels: int | None = None,
+                      max_pixels: int | None = None) -> PRMSettings:
+    """The format a PRM is trained in: explicit values > the training set's own record (an
+    imported released dataset carries its system prompt and step suffix) > ours ("vlprm", "").
+    The pixel bounds are the trainer's (what the checkpoint sees); they go into its record."""
+    from vlprm.prm.format import DEFAULT_SYSTEM_PROMPT, resolve_system_prompt
+
+    own = read_settings(dataset) if dataset and Path(os.fspath(dataset)).is_dir() else None
+    base = own or PRMSettings.from_spec(DEFAULT_SYSTEM_PROMPT, "")
+    prompt = base.system_prompt if system_prompt == AUTO else resolve_system_prompt(system_prompt)
+    suffix = base.step_suffix if step_suffix is None else parse_step_suffix(step_suffix)
+    return replace(base, system_prompt=prompt, step_suffix=suffix, min_pixels=min_pixels, max_pixels=max_pixels,
+                   source=own.source if own else "")

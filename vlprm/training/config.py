@@ -57,9 +57,14 @@ class PRMTrainConfig:
 
     # ---- PRM format
     system_prompt: str | None = field(
-        default="vlprm",
-        metadata={"help": "System prompt: a variant of vlprm.prm.format.SYSTEM_PROMPTS (vlprm, none), "
+        default="auto",
+        metadata={"help": "System prompt: 'auto' (the training set's own record, e.g. an imported released "
+                          "dataset, else vlprm), a variant of vlprm.prm.format.SYSTEM_PROMPTS (vlprm, none), "
                           "'file:PATH' or the prompt text. Saved to vlprm_prm.json for the scorer."})
+    step_suffix: str | None = field(
+        default=None,
+        metadata={"help": "Text appended to every step ('' ours, '\\n\\n' VL-PRM's); default: the training "
+                          "set's own record, else ''. Saved to vlprm_prm.json for the scorer."})
     label_mode: str = field(
         default="hard",
         metadata={"help": "hard: cross-entropy on the '+'/'-' token; soft: cross-entropy over {+,-} against "

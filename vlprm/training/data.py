@@ -27,8 +27,9 @@ from typing import Any, Sequence
 from tqdm.auto import tqdm
 
 from vlprm.prm.format import (
-    MINUS, PLUS, LabelTokens, PRMSample, encode_prm, load_images, resolve_system_prompt,
+    MINUS, PLUS, LabelTokens, PRMSample, encode_prm, load_images,
 )
+from vlprm.prm.settings import PRMSettings
 
 logger = logging.getLogger(__name__)
 
@@ -200,20 +201,21 @@ class PRMEncoder:
     """
 
     def __init__(self, processor, *, system_prompt: str | None = "vlprm", max_length: int | None = None,
-                 label_mode: str = "hard"):
+                 label_mode: str = "hard", settings: PRMSettings | None = None):
         self.processor = processor
-        self.system_prompt = system_prompt
-        resolve_system_prompt(system_prompt)  # fail now on an unknown variant name
+        # The PRM format (system prompt, step suffix, label tokens): `settings`, else ours with
+        # the prompt spec `system_prompt` (an unknown variant name fails here).
+        self.format = settings or PRMSettings.from_spec(system_prompt)
         self.max_length = max_length
         self.label_mode = label_mode
-        self.tokens = LabelTokens.from_tokenizer(processor.tokenizer)
+        self.tokens = LabelTokens.for_settings(processor.tokenizer, self.format)
 
     def settings(self) -> dict:
         """Everything the encoding depends on (for cache fingerprints and vlprm_prm.json)."""
         ip = getattr(self.processor, "image_processor", None)
         tok = self.processor.tokenizer
         return {
-            "system_prompt": resolve_system_prompt(self.system_prompt),
+            "system_prompt": self.format.system_prompt, "step_suffix": self.format.step_suffix,
             "max_length": self.max_length, "label_mode": self.label_mode,
             "min_pixels": getattr(ip, "min_pixels", None), "max_pixels": getattr(ip, "max_pixels", None),
             "patch_size": getattr(ip, "patch_size", None), "merge_size": getattr(ip, "merge_size", None),
@@ -252,7 +254,7 @@ class PRMEncoder:
         except ImageLoadError as e:
             raise SampleSkipped("unreadable_image", f"sample {sample.id!r}: {e}") from e
         try:
-            enc = encode_prm(self.processor, sample, system_prompt=self.system_prompt, tokens=self.tokens,
+            enc = encode_prm(self.processor, sample, settings=self.format, tokens=self.tokens,
                              images=images)
         except ValueError as e:
             raise SampleSkipped("encode_error", str(e)) from e

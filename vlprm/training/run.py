@@ -132,23 +132,12 @@ def build_datasets(cfg: PRMTrainConfig, args, encoder):
 
 
 def prm_meta(cfg: PRMTrainConfig, encoder) -> dict:
-    """vlprm_prm.json: what the scorer needs to rebuild the exact training inputs."""
-    from vlprm.prm.format import MINUS, PLUS, resolve_system_prompt
-
-    return {
-        "format": "vlprm-prm",
-        "format_version": 1,
-        "system_prompt": cfg.system_prompt,
-        "system_prompt_text": resolve_system_prompt(cfg.system_prompt),
-        "label_tokens": {"plus": PLUS, "minus": MINUS, "plus_id": encoder.tokens.plus_id,
-                         "minus_id": encoder.tokens.minus_id},
-        "label_mode": cfg.label_mode,
-        "min_pixels": cfg.min_pixels,
-        "max_pixels": cfg.max_pixels,
-        "max_length": cfg.max_length,
-        "base_model": cfg.model_name_or_path,
-        "train_dataset": cfg.dataset,
-    }
+    """vlprm_prm.json: the PRM settings record (`vlprm.prm.settings`) every scorer reads to
+    rebuild the exact training inputs, plus what the checkpoint was trained from."""
+    return encoder.format.to_record(
+        system_prompt_spec=cfg.system_prompt, label_ids={"plus": encoder.tokens.plus_id, "minus": encoder.tokens.minus_id},
+        label_mode=cfg.label_mode, max_length=cfg.max_length, base_model=cfg.model_name_or_path,
+        train_dataset=cfg.dataset)
 
 
 def save_final(trainer, cfg: PRMTrainConfig, processor, encoder) -> Path:
@@ -206,6 +195,7 @@ def train_prm(cfg: PRMTrainConfig, args) -> dict[str, Any]:
     from transformers import set_seed
 
     from vlprm.prm.format import load_prm_processor
+    from vlprm.prm.settings import training_settings
     from vlprm.training.data import PRMCollator, PRMEncoder
     from vlprm.training.trainer import PRMTrainer
 
@@ -220,7 +210,9 @@ def train_prm(cfg: PRMTrainConfig, args) -> dict[str, Any]:
     set_seed(args.seed)
 
     processor = load_prm_processor(cfg.model_name_or_path, cfg.min_pixels, cfg.max_pixels)
-    encoder = PRMEncoder(processor, system_prompt=cfg.system_prompt, max_length=cfg.max_length,
+    fmt = training_settings(cfg.dataset, cfg.system_prompt, cfg.step_suffix, min_pixels=cfg.min_pixels,
+                            max_pixels=cfg.max_pixels)
+    encoder = PRMEncoder(processor, settings=fmt, max_length=cfg.max_length,
                          label_mode=cfg.label_mode)
     train_ds, eval_ds = build_datasets(cfg, args, encoder)
     model = load_model(cfg, args)

@@ -277,6 +277,10 @@ def stub_models(monkeypatch):
     monkeypatch.setattr(runner, "make_prm_scorer", lambda cfg, mode="one_pass": _StubScorer(mode))
 
 
+# A stub PRM has no settings record (vlprm_prm.json): its settings are given explicitly.
+STUB_PRM_SETTINGS = {"system_prompt": "vlprm", "step_suffix": ""}
+
+
 def _stub_cfg(bench_dirs, out, **over):
     from vlprm.config import build_dataclass
     from vlprm.evaluation.config import EvalConfig
@@ -295,7 +299,7 @@ def _stub_cfg(bench_dirs, out, **over):
                        {"name": "mathvista", "path": str(bench_dirs / "MathVista")},
                        {"name": "mathvision", "path": str(mvis)}],
         "policy": {"backend": "vllm", "model": "stub-policy", "n": 4},
-        "prm": {"model": "stub-prm", "outcome": True},
+        "prm": {"model": "stub-prm", "outcome": True, **STUB_PRM_SETTINGS},
         "search": {"strategies": ["greedy", "beam"], "n": 2, "max_steps": 2},
         "output_root": str(out), "plots": False,
     }
@@ -361,12 +365,12 @@ def test_changed_search_settings_and_prm_checkpoint_never_reuse_results(bench_di
     prm.mkdir()
     (prm / "model.safetensors").write_bytes(b"v1")
     cfg3 = _stub_cfg(bench_dirs, tmp_path / "b", benchmarks=[{"name": "puzzles", "path": str(bench_dirs / "puzzles")}],
-                     prm={"model": str(prm)}, search={"strategies": ["greedy"], "n": 2, "max_steps": 2})
+                     prm={"model": str(prm), **STUB_PRM_SETTINGS}, search={"strategies": ["greedy"], "n": 2, "max_steps": 2})
     run(cfg3)
     (prm / "model.safetensors").write_bytes(b"v2 longer")
     with pytest.raises(RuntimeError, match="another PRM checkpoint"):
         run(_stub_cfg(bench_dirs, tmp_path / "b", benchmarks=[{"name": "puzzles", "path": str(bench_dirs / "puzzles")}],
-                      prm={"model": str(prm)}, search={"strategies": ["greedy"], "n": 2, "max_steps": 2},
+                      prm={"model": str(prm), **STUB_PRM_SETTINGS}, search={"strategies": ["greedy"], "n": 2, "max_steps": 2},
                       stages=["search"]))
 
 
@@ -396,7 +400,7 @@ def test_processbench_shards_then_metrics_merge_scores_nothing_again(vpb_dir, tm
     def cfg(**over):
         return build_dataclass(EvalConfig, {
             "mode": "processbench", "benchmarks": [{"name": "visualprocessbench", "path": str(vpb_dir)}],
-            "prm": {"model": "stub-prm"}, "output_root": str(tmp_path), **over}).validate()
+            "prm": {"model": "stub-prm", **STUB_PRM_SETTINGS}, "output_root": str(tmp_path), **over}).validate()
 
     one = runner.run(cfg(output_root=str(tmp_path / "one")))["processbench"]
     for i in range(2):

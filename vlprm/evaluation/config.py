@@ -82,14 +82,24 @@ class PolicySpec:
 class PRMSpec:
     model: str = field(default="", metadata={"help": "PRM dir or hub id; empty = no PRM (pass@k, maj@k only)"})
     backend: str = field(default="hf", metadata={"help": "hf | vllm"})
-    system_prompt: str | None = field(default="auto", metadata={"help": "auto (the PRM's own) | variant | file:PATH | text"})
+    # The PRM's scoring settings come from its record (vlprm_prm.json); these override it. A PRM
+    # without a record needs settings, or system_prompt and step_suffix (vlprm.prm.settings).
+    settings: str | None = field(default=None, metadata={"help": "a PRM settings record (.json) to use instead of "
+                                                                  "the PRM's own vlprm_prm.json"})
+    system_prompt: str | None = field(default="auto", metadata={"help": "auto (the PRM's record) | variant | file:PATH | text"})
+    step_suffix: str | None = field(default=None, metadata={"help": "text after every step: '' or '\\n\\n' "
+                                                                     "(default: the PRM's record)"})
     batch_size: int = 8
     device: str | None = field(default=None, metadata={"help": "default: cuda:1 when there are 2+ GPUs, else cuda:0/cpu"})
     outcome: bool = field(default=False, metadata={"help": "also score each solution as one step (PRM as ORM)"})
     aggregations: list[str] = field(default_factory=lambda: ["mean", "min", "last", "product", "vlprm"])
-    min_pixels: int | None = None
-    max_pixels: int | None = None
+    min_pixels: int | None = field(default=None, metadata={"help": "default: the PRM's record"})
+    max_pixels: int | None = field(default=None, metadata={"help": "default: the PRM's record"})
     threshold: float = field(default=0.5, metadata={"help": "processbench mode: P(+) >= threshold is 'correct'"})
+
+    def settings_overrides(self) -> dict:
+        """The settings given explicitly (for `vlprm.prm.settings.resolve_prm_settings` / make_scorer)."""
+        return {k: getattr(self, k) for k in ("settings", "system_prompt", "step_suffix", "min_pixels", "max_pixels")}
 
 
 @dataclass
@@ -150,6 +160,10 @@ class EvalConfig:
             raise ValueError("search.aggregation / search.final_aggregation must be step aggregations, not outcome")
         if (self.search.strategies or self.scorer == "evpv") and not self.prm.model:
             raise ValueError("step search and EVPV need a PRM: set prm.model")
+        if self.prm.model:  # a PRM whose settings are unknown is refused now, before any sampling
+            from vlprm.prm.settings import resolve_prm_settings
+
+            resolve_prm_settings(self.prm.model, self.prm.settings_overrides())
         parse_shard(self.shard)
         policy_family(self.policy.model, self.policy.family)
         return self

@@ -126,10 +126,9 @@ def make_prm_scorer(cfg: EvalConfig, *, mode: str = "one_pass"):
     from vlprm.prm.scorer import make_scorer
 
     p = cfg.prm
-    kw: dict[str, Any] = {"mode": mode, "system_prompt": p.system_prompt}
+    kw: dict[str, Any] = {"mode": mode, **p.settings_overrides()}
     if p.backend == "hf":
-        kw.update(batch_size=p.batch_size, device=p.device or _default_prm_device(),
-                  min_pixels=p.min_pixels, max_pixels=p.max_pixels)
+        kw.update(batch_size=p.batch_size, device=p.device or _default_prm_device())
     return make_scorer(p.backend, p.model, **kw)
 
 

@@ -77,10 +77,6 @@ def check_output_dir(path: str | os.PathLike, key: str = "out", *, min_free: int
     base = _first_existing(path)
     if not base.is_dir():
         raise ConfigError(f"{key}: cannot create {path}: {base} is a file, not a directory")
-    free = shutil.disk_usage(base).free
-    if free < min_free:
-        raise ConfigError(f"{key}: no space left for {path}: {free // 2**20} MiB free on its disk "
-                          f"(at least {min_free // 2**20} MiB needed); free space or choose another directory")
     try:  # the real test: os.access says yes to root on a read-only mount
         with tempfile.TemporaryFile(dir=base, prefix=".vlprm-write-check") as f:
             f.write(b"x")
@@ -91,4 +87,8 @@ def check_output_dir(path: str | os.PathLike, key: str = "out", *, min_free: int
             (e.strerror or str(e)).lower()
         raise ConfigError(f"{key}: cannot write to {path} ({why} in {base}); choose another output directory") \
             from None
+    free = shutil.disk_usage(base).free
+    if free < min_free:
+        raise ConfigError(f"{key}: no space left for {path}: {free // 2**20} MiB free on its disk "
+                          f"(at least {min_free // 2**20} MiB needed); free space or choose another directory")
     return path

@@ -20,11 +20,13 @@ from typing import Any
 MASK = "***"
 # Values shorter than this are not keys (e.g. vLLM's "EMPTY"): masking them would mangle text.
 _MIN_SECRET_LEN = 8
-# A bearer token, an Authorization header value, and the common key shapes (OpenAI sk-..., HF hf_...).
+# A bearer token, an Authorization header value, and the common key shapes (OpenAI sk-..., HF
+# hf_...). A token has 16+ characters with a digit among them, so prose ("bearer bonds") stays.
+_TOKEN = r"(?=[A-Za-z0-9._~+/=-]*\d)[A-Za-z0-9._~+/=-]{16,}"
 _PATTERNS = (
-    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{8,}"),
-    re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?)(?!bearer\s)[^\s'\",}]{8,}"),
-    re.compile(r"()\b(?:sk|hf)[-_][A-Za-z0-9_-]{16,}"),
+    re.compile(r"(Bearer\s+)" + _TOKEN),
+    re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?)(?!bearer\s)" + _TOKEN),
+    re.compile(r"()\b(?:sk-[A-Za-z0-9_-]{20,}|hf_[A-Za-z0-9]{30,})"),
 )
 # Config keys whose value would be a secret itself (as opposed to `api_key_env`, which names one).
 _SECRET_KEY_RE = re.compile(r"(?i)^(api_?key|.*_api_key|access_token|auth_token|token|secret|password"

@@ -58,14 +58,17 @@ def read_jsonl(path: str | os.PathLike, *, strict: bool = False, bad_lines: list
 
 
 def write_jsonl(path: str | os.PathLike, records: Iterable[dict]) -> int:
-    """Write records to a JSONL file atomically (temp file + rename). Returns the count."""
+    """Write records to a JSONL file atomically (temp file + rename), secrets masked
+    (`vlprm.secrets.redact`). Returns the count."""
+    from vlprm.secrets import redact
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
     n = 0
     with open(tmp, "w", encoding="utf-8") as f:
         for r in records:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+            f.write(redact(json.dumps(r, ensure_ascii=False)) + "\n")
             n += 1
     os.replace(tmp, path)
     return n

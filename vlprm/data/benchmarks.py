@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
+from vlprm.answer_rules import repair_latex_controls
 from vlprm.data.schema import Problem
 
 log = logging.getLogger(__name__)
@@ -252,6 +253,24 @@ class _Raw:
     data: Any
 
 
+def _repair_latex_text(item: Any) -> Any:
+    """A converted Problem with the control characters that JSON or a Python literal left in its
+    LaTeX ("\\x0crac" for "\\frac") repaired in question, options, answer and solution texts."""
+    if not isinstance(item, Problem):
+        return item
+    item.question = repair_latex_controls(item.question)
+    item.answer = repair_latex_controls(item.answer)
+    if item.options is not None:
+        item.options = [repair_latex_controls(o) for o in item.options]
+    meta = item.metadata
+    for k in ("solution", "explanation", "answer_text", "query"):
+        if isinstance(meta.get(k), str):
+            meta[k] = repair_latex_controls(meta[k])
+    if isinstance(meta.get("accepted_answers"), list):
+        meta["accepted_answers"] = [repair_latex_controls(a) for a in meta["accepted_answers"]]
+    return item
+
+
 def _collect(raws: Iterable[_Raw], convert: Callable[[_Raw], Any], *, benchmark: str, source: str,
              on_error: str, report: LoadReport | None, limit: int | None) -> list:
     """Convert raw records, raising or skipping bad ones; fills report; stops at limit."""
@@ -271,7 +290,7 @@ def _collect(raws: Iterable[_Raw], convert: Callable[[_Raw], Any], *, benchmark:
             if raw.rid in seen:
                 raise _RecordError(f"duplicate id {raw.rid!r}: ids must be unique within a benchmark")
             try:
-                item = convert(raw)
+                item = _repair_latex_text(convert(raw))
             except (TypeError, AttributeError, KeyError, IndexError, ValueError) as e:
                 # A field of a type no check above foresaw: this record is bad, not the loader.
                 raise _RecordError(f"malformed record ({type(e).__name__}: {e})") from None

@@ -76,3 +76,25 @@ def test_runner_main_accepts_config_equals_path(yaml_path, monkeypatch):
     monkeypatch.setattr(runner, "run", lambda cfg: seen.setdefault("cfg", cfg))
     assert runner.main([f"--config={yaml_path}", "--policy.n", "2"]) == 0
     assert seen["cfg"].policy.n == 2 and seen["cfg"].benchmarks[0].name == "puzzles"
+
+
+def test_wrong_types_are_errors_naming_the_key_not_silent_coercion(yaml_path):
+    from vlprm.config import ConfigError
+
+    cases = [(["--policy.n", "2.5"], "policy.n: expected an integer, got 2.5"),
+             (["--policy.n", "true"], "policy.n: expected an integer, got True"),
+             (["--seed", "four"], "seed: expected an integer, got 'four'"),
+             (["--benchmarks", "[{name: mmmu, path: x, limit: many}]"],
+              "benchmarks[0].limit: expected an integer, got 'many'"),
+             (["--plots", "2"], "plots: expected true or false, got 2"),
+             (["--policy.model", "[a, b]"], None)]  # a text field takes the text as given
+    for override, message in cases:
+        if message is None:
+            assert load_config(EvalConfig, yaml_path, override).policy.model == "[a, b]"
+            continue
+        with pytest.raises(ConfigError) as e:
+            load_config(EvalConfig, yaml_path, override)
+        assert str(e.value) == message
+    # Values that convert without loss still do.
+    cfg = load_config(EvalConfig, yaml_path, ["--policy.n", "8.0", "--benchmarks", "[{name: mmmu, path: x, split: 2024}]"])
+    assert cfg.policy.n == 8 and cfg.benchmarks[0].split == "2024"

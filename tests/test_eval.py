@@ -105,7 +105,8 @@ def test_end_to_end_every_strategy_metrics_and_plots(tiny_model_dir, bench_dirs,
 def test_kill_during_sampling_then_resume_loses_and_duplicates_nothing(tiny_model_dir, bench_dirs, tmp_path):
     import yaml
 
-    cfg = _cfg(tiny_model_dir, bench_dirs, tmp_path, sample_chunk=1, stages=["sample"])
+    cfg = _cfg(tiny_model_dir, bench_dirs, tmp_path, stages=["sample"])
+    cfg.policy.batch_problems = 1  # one problem per generate call: the kill lands mid-stage
     from dataclasses import asdict
 
     cfg_path = tmp_path / "cfg.yaml"
@@ -412,7 +413,7 @@ def test_processbench_shards_then_metrics_merge_scores_nothing_again(vpb_dir, tm
 
 
 def test_failed_sampling_is_reported_and_retried_only_when_asked(bench_dirs, tmp_path, stub_models, monkeypatch):
-    """An HTTP failure is recorded with its reason and left out of the metrics; a rerun with
+    """An HTTP failure is recorded with its reason and counted wrong in the metrics; a rerun with
     retry_failed samples it again, scores the new candidates and counts the problem."""
     from vlprm.backends import GenerationResult
     from vlprm.evaluation import runner
@@ -429,19 +430,24 @@ def test_failed_sampling_is_reported_and_retried_only_when_asked(bench_dirs, tmp
 
     monkeypatch.setattr(runner, "make_policy", lambda cfg: Flaky())
     over = {"benchmarks": [{"name": "puzzles", "path": str(bench_dirs / "puzzles")}],
-            "search": {"strategies": []}, "sample_chunk": 4}
+            "search": {"strategies": []}}
     first = runner.run(_stub_cfg(bench_dirs, tmp_path, **over))
-    assert first["sample"]["failed"] == {"APIConnectionError": 1}
+    # One record convention (status, reason, detail) in both pipelines: the reason is classified.
+    assert first["sample"]["failed"] == {"http_error": 1}
     m = json.loads((Path(first["run_dir"]) / "metrics.json").read_text())
-    assert m["benchmarks"]["puzzles"]["counts"]["problems"] == 3  # the failed one is left out
+    # The failed problem is not dropped: it counts as wrong in every row (issue 11).
+    assert m["benchmarks"]["puzzles"]["counts"]["problems"] == 4
+    assert m["benchmarks"]["puzzles"]["counts"]["failed_problems"] == 1
     again = runner.run(_stub_cfg(bench_dirs, tmp_path, **over))
     assert again["sample"]["new"] == 0  # not retried unless asked
+    assert again["sample"]["failed_before"] == 1  # ... and the summary says so
     Flaky.fail = False
     retried = runner.run(_stub_cfg(bench_dirs, tmp_path, retry_failed=True, **over))
     assert retried["run_dir"] == first["run_dir"]
     assert retried["sample"]["new"] == 1 and retried["score"]["new"] == 1
     m = json.loads((Path(retried["run_dir"]) / "metrics.json").read_text())
     assert m["benchmarks"]["puzzles"]["counts"]["problems"] == 4
+    assert m["benchmarks"]["puzzles"]["counts"]["failed_problems"] == 0
 
 
 def test_visuals_compare_runs_in_one_figure(tmp_path):

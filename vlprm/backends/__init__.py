@@ -83,5 +83,28 @@ def make_generator(backend: str, model: str, **kwargs) -> Generator:
     return _generator_class(backend)(model, **kwargs)
 
 
+def backend_kwargs(section, seed: int | None = None) -> dict:
+    """The constructor arguments a config section (policy, judge, ...) gives its backend: the
+    section's typed keys that apply to its backend, then its `backend_kwargs` (which win)."""
+    kw: dict = {}
+    if section.backend == "vllm":
+        for k in ("max_model_len", "gpu_memory_utilization"):
+            if getattr(section, k, None) is not None:
+                kw[k] = getattr(section, k)
+        if seed is not None:
+            kw["seed"] = seed
+    elif section.backend == "openai":
+        kw["base_url"] = getattr(section, "base_url", None)
+        kw["api_key_env"] = getattr(section, "api_key_env", "OPENAI_API_KEY")
+    kw.update(getattr(section, "backend_kwargs", None) or {})
+    return kw
+
+
+def generator_for(section, seed: int | None = None) -> Generator:
+    """The one place a config section ({backend, model, ...}) becomes a generator."""
+    return make_generator(section.backend, section.model, **backend_kwargs(section, seed))
+
+
 __all__ = ["ChatRequest", "Completion", "GenerationResult", "Generator", "ImageLoadError",
-           "SamplingConfig", "load_image", "make_generator", "check_backend_kwargs", "BACKENDS"]
+           "SamplingConfig", "load_image", "make_generator", "check_backend_kwargs", "backend_kwargs", "generator_for",
+           "BACKENDS"]

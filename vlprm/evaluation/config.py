@@ -1,4 +1,8 @@
-"""The evaluation run config (one dataclass tree; YAML recipe + command-line overrides)."""
+"""The evaluation run config (one dataclass tree; YAML recipe + command-line overrides).
+
+The policy section is `vlprm.sampling.PolicyConfig` (the same as synthesis's), the EVPV section
+`vlprm.evpv.config.EVPVConfig`; `--help` lists every key of both.
+"""
 
 from __future__ import annotations
 
@@ -9,35 +13,14 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vlprm.config import ConfigError
 from vlprm.data.store import parse_shard
+from vlprm.evpv.config import EVPVConfig
+from vlprm.sampling import POLICY_FAMILIES, PolicyConfig, policy_family  # noqa: F401 (re-exported)
 
-# Sampling defaults per policy family (what the model cards / papers use).
-POLICY_FAMILIES: dict[str, dict] = {
-    "qwen2.5-vl": dict(temperature=0.7, top_p=0.8, top_k=20, repetition_penalty=1.05),
-    "default": dict(temperature=0.7, top_p=1.0, top_k=-1, repetition_penalty=1.0),
-}
 MODES = ("tts", "processbench")
 STAGES = ("sample", "score", "search", "metrics")
 SCORERS = ("prm", "evpv")
-
-
-def policy_family(model: str, family: str = "auto") -> str:
-    """The sampling family of a policy: explicit, or guessed from the model name / config."""
-    if family != "auto":
-        if family not in POLICY_FAMILIES:
-            raise ValueError(f"unknown policy family {family!r}; known: {', '.join(POLICY_FAMILIES)}")
-        return family
-    name = model.lower()
-    if "qwen2.5-vl" in name or "qwen2_5_vl" in name:
-        return "qwen2.5-vl"
-    cfg = Path(model) / "config.json"
-    if cfg.is_file():
-        try:
-            if json.loads(cfg.read_text()).get("model_type") == "qwen2_5_vl":
-                return "qwen2.5-vl"
-        except json.JSONDecodeError:
-            pass
-    return "default"
 
 
 @dataclass
@@ -51,31 +34,6 @@ class BenchmarkSpec:
     @property
     def key(self) -> str:
         return self.name if not self.split else f"{self.name}-{self.split}"
-
-
-@dataclass
-class PolicySpec:
-    backend: str = field(default="vllm", metadata={"help": "vllm | openai | hf"})
-    model: str = field(default="Qwen/Qwen2.5-VL-7B-Instruct", metadata={"help": "dir, hub id or served name"})
-    family: str = field(default="auto", metadata={"help": "sampling defaults: qwen2.5-vl | default | auto"})
-    style: str = field(default="structured", metadata={"help": "structured | plain"})
-    n: int = field(default=8, metadata={"help": "N_max candidates per problem (sampled once)"})
-    temperature: float | None = None
-    top_p: float | None = None
-    top_k: int | None = None
-    repetition_penalty: float | None = None
-    max_tokens: int = 2048
-    max_model_len: int = 8192
-    gpu_memory_utilization: float | None = None
-    base_url: str | None = field(default=None, metadata={"help": "openai backend endpoint"})
-    max_steps: int | None = field(default=None, metadata={"help": "cap steps when splitting (PRM input)"})
-
-    def sampling_defaults(self) -> dict:
-        d = dict(POLICY_FAMILIES[policy_family(self.model, self.family)])
-        for k in ("temperature", "top_p", "top_k", "repetition_penalty"):
-            if getattr(self, k) is not None:
-                d[k] = getattr(self, k)
-        return d
 
 
 @dataclass
@@ -104,25 +62,36 @@ class PRMSpec:
 
 @dataclass
 class SearchSpec:
+    """Step-level search settings (sampling comes from the policy section)."""
+
     strategies: list[str] = field(default_factory=list, metadata={"help": "any of greedy, beam, dvts"})
-    n: int = 4
-    beam_width: int = 2
-    n_subtrees: int = 2
-    max_steps: int = 12
-    max_step_tokens: int = 512
-    aggregation: str = "last"
-    final_aggregation: str = "last"
-    threshold: float = 0.5
+    n: int = field(default=4, metadata={"help": "candidate next steps per iteration (beam: per kept beam)"})
+    beam_width: int = field(default=2, metadata={"help": "beam: partial solutions kept per iteration"})
+    n_subtrees: int = field(default=2, metadata={"help": "dvts: independent subtrees"})
+    max_steps: int = field(default=12, metadata={"help": "steps before a search stops"})
+    max_step_tokens: int = field(default=512, metadata={"help": "max new tokens per step"})
+    aggregation: str = field(default="last", metadata={"help": "how partial solutions are ranked"})
+    final_aggregation: str = field(default="last", metadata={"help": "how the returned solution is picked"})
+    threshold: float = field(default=0.5, metadata={"help": "P(+) below it: the PRM judges the step wrong"})
+
+    def search_config(self, strategy: str, policy: PolicyConfig, seed: int):
+        """The `vlprm.search.SearchConfig` of one strategy with the policy's sampling."""
+        from vlprm.search import SearchConfig
+
+        return SearchConfig(strategy=strategy, n=self.n, beam_width=self.beam_width, n_subtrees=self.n_subtrees,
+                            max_steps=self.max_steps, max_step_tokens=self.max_step_tokens, style=policy.style,
+                            aggregation=self.aggregation, final_aggregation=self.final_aggregation,
+                            threshold=self.threshold, seed=seed, **policy.sampling_defaults())
 
 
 @dataclass
 class EvalConfig:
     mode: str = field(default="tts", metadata={"help": "tts (test-time scaling) | processbench (VisualProcessBench F1)"})
     benchmarks: list[BenchmarkSpec] = field(default_factory=list)
-    policy: PolicySpec = field(default_factory=PolicySpec)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
     prm: PRMSpec = field(default_factory=PRMSpec)
     scorer: str = field(default="prm", metadata={"help": "prm | evpv (PRM scores gated by visual premise reliability)"})
-    evpv: dict = field(default_factory=dict, metadata={"help": "EVPV settings (see docs/EVPV.md)"})
+    evpv: EVPVConfig = field(default_factory=EVPVConfig)
     search: SearchSpec = field(default_factory=SearchSpec)
     stages: list[str] = field(default_factory=lambda: list(STAGES))
     output_root: str = "outputs/eval"
@@ -131,42 +100,50 @@ class EvalConfig:
     shard: str | None = field(default=None, metadata={"help": "i/n: this process's share of the problems"})
     only_benchmarks: list[str] | None = field(default=None, metadata={"help": "restrict to these benchmark names"})
     plots: bool = True
-    sample_chunk: int = field(default=16, metadata={"help": "problems per generate call (a kill loses at most one chunk)"})
+    image_cache_dir: str | None = field(default=None, metadata={"help": "where loaders write embedded images "
+                                                                "(null: $VLPRM_CACHE/images, outside the dataset)"})
     retry_failed: bool = field(default=False, metadata={"help": "sample again problems whose sampling failed "
                                                              "in an earlier run (e.g. HTTP errors)"})
 
     def validate(self) -> "EvalConfig":
         if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+            raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.scorer not in SCORERS:
-            raise ValueError(f"scorer must be one of {', '.join(SCORERS)}, got {self.scorer!r}")
+            raise ConfigError(f"scorer must be one of {', '.join(SCORERS)}, got {self.scorer!r}")
         bad = [s for s in self.stages if s not in STAGES]
         if bad:
-            raise ValueError(f"unknown stage(s) {bad}; choose from {', '.join(STAGES)}")
+            raise ConfigError(f"unknown stage(s) {bad}; choose from {', '.join(STAGES)}")
         bad = [s for s in self.search.strategies if s not in ("greedy", "beam", "dvts")]
         if bad:
-            raise ValueError(f"unknown search strategies {bad}; choose from greedy, beam, dvts")
+            raise ConfigError(f"unknown search strategies {bad}; choose from greedy, beam, dvts")
         if not self.benchmarks:
-            raise ValueError("no benchmarks configured: add a `benchmarks:` list (name, path) to the config")
-        if self.policy.n < 1:
-            raise ValueError("policy.n must be >= 1")
+            raise ConfigError("no benchmarks configured: add a `benchmarks:` list (name, path) to the config")
+        self.policy.validate()
         from vlprm.prm.aggregate import AGGREGATIONS
 
         bad = [a for a in [*self.prm.aggregations, self.search.aggregation, self.search.final_aggregation]
                if a not in AGGREGATIONS]
         if bad:  # caught now, not when the metrics stage runs after hours of sampling
-            raise ValueError(f"unknown aggregation(s) {bad}; choose from {', '.join(AGGREGATIONS)}")
+            raise ConfigError(f"unknown aggregation(s) {bad}; choose from {', '.join(AGGREGATIONS)}")
         if self.search.strategies and "outcome" in (self.search.aggregation, self.search.final_aggregation):
-            raise ValueError("search.aggregation / search.final_aggregation must be step aggregations, not outcome")
+            raise ConfigError("search.aggregation / search.final_aggregation must be step aggregations, not outcome")
         if (self.search.strategies or self.scorer == "evpv") and not self.prm.model:
-            raise ValueError("step search and EVPV need a PRM: set prm.model")
+            raise ConfigError("step search and EVPV need a PRM: set prm.model")
         if self.prm.model:  # a PRM whose settings are unknown is refused now, before any sampling
             from vlprm.prm.settings import resolve_prm_settings
 
             resolve_prm_settings(self.prm.model, self.prm.settings_overrides())
-        parse_shard(self.shard)
-        policy_family(self.policy.model, self.policy.family)
+        try:
+            parse_shard(self.shard)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
         return self
+
+    def tag(self) -> str:
+        """The suffix of this job's files (its benchmarks and shard; `vlprm.runs.shard_tag`)."""
+        from vlprm.runs import shard_tag
+
+        return shard_tag(self.shard, self.only_benchmarks)
 
     def name(self) -> str:
         """A run name that says what it is: policy, PRM, N, temperature, seed (+ a short hash
@@ -186,11 +163,13 @@ class EvalConfig:
         # Search settings stay out: adding a strategy to a run reuses its candidates and scores
         # (search result files are named by their own hyper-parameters).
         for k in ("stages", "output_root", "run_name", "shard", "only_benchmarks", "plots", "search",
-                  "sample_chunk", "retry_failed"):
+                  "image_cache_dir", "retry_failed"):
             d.pop(k)
         # Where and how fast things run, not what they compute: a resumed run or a merge job that
         # sets them differently (another GPU, a smaller batch after an OOM) finds the same directory.
-        for section, k in (("prm", "batch_size"), ("prm", "device"), ("policy", "gpu_memory_utilization")):
+        for section, k in (("prm", "batch_size"), ("prm", "device"), ("policy", "gpu_memory_utilization"),
+                           ("policy", "batch_problems"), ("policy", "drop_truncated"), ("policy", "api_key_env"),
+                           ("evpv", "cache_dir"), ("evpv", "progress")):
             d[section].pop(k)
         digest = hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:6]
         return "_".join(parts + [digest])

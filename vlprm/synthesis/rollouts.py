@@ -13,27 +13,14 @@ from __future__ import annotations
 from typing import Sequence
 
 from vlprm.answers import check_answer, extract_answer
-from vlprm.backends.base import ChatRequest, GenerationResult
+from vlprm.backends.base import GenerationResult
 from vlprm.data.schema import Problem, Solution, solution_id
 from vlprm.data.store import stable_seed
-from vlprm.prompts import build_policy_messages
+from vlprm.runs import classify_error
+from vlprm.sampling import rollout_request
 from vlprm.steps import split_steps
 
-
-def classify_error(message: str | None) -> str:
-    """A short failure reason for a backend error message (what the run summary counts)."""
-    m = (message or "").lower()
-    if "cannot read image" in m or "image" in m and ("not found" in m or "cannot" in m):
-        return "image_unreadable"
-    if "http" in m or "attempts" in m or "connection" in m or "timeout" in m:
-        return "http_error"
-    return "generation_error"
-
-
-def rollout_request(problem: Problem, *, style: str = "structured", seed: int = 0) -> ChatRequest:
-    """The policy request of a problem (its n comes from the sampling config)."""
-    return ChatRequest(messages=build_policy_messages(problem, style), seed=stable_seed(seed, problem.id),
-                       id=problem.id)
+__all__ = ["classify_error", "rollout_request", "parse_solution", "rollout_records", "solutions_of"]
 
 
 def parse_solution(problem: Problem, index: int, text: str, *, policy: str, style: str = "structured",

@@ -7,6 +7,8 @@
     vlprm synthesize ...                    rollout data synthesis (= rollout_data_generation/run.py)
     vlprm train ...                     PRM training (= train/sft_qwen.py)
     vlprm score ...                     score solutions with a PRM (python -m vlprm.prm.scorer)
+    vlprm import-prm-data --format vl-prm|visualprm SRC --out DIR   a released PRM training set
+    vlprm prm-config --from-dataset DIR --out CKPT   a PRM's settings record into its checkpoint
     vlprm eval ...                      test-time scaling evaluation (= eval/run_eval.py)
 
 Each subcommand takes --help. Arguments after the subcommand go to it unchanged.
@@ -26,13 +28,15 @@ COMMANDS = {
     "synthesize": ("vlprm.synthesis.pipeline", "rollout data synthesis: rollouts, MC, judge, combine, export"),
     "train": ("vlprm.training.main", "train a PRM (same as train/sft_qwen.py)"),
     "score": ("vlprm.prm.scorer", "score solutions with a PRM"),
+    "import-prm-data": ("vlprm.prm.importer", "convert a released PRM training set (VL-PRM300K, VisualPRM400K)"),
+    "prm-config": ("vlprm.prm.settings", "write a PRM's settings record (vlprm_prm.json) into its checkpoint"),
     "eval": ("vlprm.evaluation.runner", "test-time scaling evaluation (same as eval/run_eval.py)"),
 }
 
 
 def _usage() -> str:
     lines = ["usage: vlprm <command> [args...]", "", "commands:"]
-    lines += [f"  {name:<12} {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += [f"  {name:<16} {help_}" for name, (_, help_) in COMMANDS.items()]
     return "\n".join(lines)
 
 

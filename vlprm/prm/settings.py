@@ -193,3 +193,42 @@ def training_settings(dataset: str | os.PathLike | None, system_prompt: str | No
     suffix = base.step_suffix if step_suffix is None else parse_step_suffix(step_suffix)
     return replace(base, system_prompt=prompt, step_suffix=suffix, min_pixels=min_pixels, max_pixels=max_pixels,
                    source=own.source if own else "")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`vlprm prm-config`: write the settings record into a checkpoint directory."""
+    import argparse
+    import sys
+
+    p = argparse.ArgumentParser(prog="vlprm prm-config", description=(
+        "Write a PRM's settings record (vlprm_prm.json) into its checkpoint directory: from the "
+        "dataset it was trained on or released with (an import-prm-data dir), or given explicitly."))
+    p.add_argument("--out", required=True, help="the checkpoint directory")
+    p.add_argument("--from-dataset", default=None, help="an imported PRM dataset dir (its own settings)")
+    p.add_argument("--system-prompt", default=AUTO, help="variant name, file:PATH or the text (overrides the dataset's)")
+    p.add_argument("--step-suffix", default=None, help="'' or '\\n\\n' (overrides the dataset's)")
+    p.add_argument("--min-pixels", type=int, default=None)
+    p.add_argument("--max-pixels", type=int, default=None)
+    p.add_argument("--force", action="store_true", help="replace a different record already in --out")
+    args = p.parse_args(argv)
+    flag = lambda k: "--" + k.replace("_", "-")  # noqa: E731 - the message names this command's flags
+    try:
+        if args.from_dataset and read_settings(args.from_dataset) is None:
+            raise ConfigError(f"--from-dataset {args.from_dataset}: no {SETTINGS_FILE} there (import the "
+                              "dataset with `vlprm import-prm-data`)")
+        # Without --from-dataset: the record already in --out (if any), updated by what is given.
+        new = resolve_prm_settings(args.out, {
+            "settings": args.from_dataset, "system_prompt": args.system_prompt, "step_suffix": args.step_suffix,
+            "min_pixels": args.min_pixels, "max_pixels": args.max_pixels}, flag=flag)
+        old = read_settings(args.out)
+        if old is not None and old != new and not args.force:
+            raise ConfigError(f"{settings_path(args.out)} already records other settings ({old}); pass --force "
+                              "to replace them")
+    except ConfigError as e:
+        print(f"vlprm prm-config: {e}", file=sys.stderr)
+        return 2
+    path = write_settings(args.out, new, settings_from=args.from_dataset or "explicit")
+    print(f"wrote {path}: system prompt {'(template default)' if new.system_prompt is None else repr(new.system_prompt[:60])}, "
+          f"step suffix {new.step_suffix!r}, pixels {new.min_pixels}..{new.max_pixels}")
+    return 0
+

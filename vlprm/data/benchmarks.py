@@ -253,9 +253,20 @@ class _Raw:
     data: Any
 
 
+def _repair_raw_text(raw: _Raw) -> _Raw:
+    """raw with its text fields' LaTeX control characters repaired, before a converter strips
+    them as whitespace ("\\x0crac{1}{2}".strip() loses the "\\f")."""
+    if not isinstance(raw.data, dict):
+        return raw
+    data = {k: repair_latex_controls(v) if isinstance(v, str)
+            else [repair_latex_controls(x) for x in v] if isinstance(v, list) else v
+            for k, v in raw.data.items()}
+    return _Raw(raw.file, raw.where, raw.rid, data)
+
+
 def _repair_latex_text(item: Any) -> Any:
-    """A converted Problem with the control characters that JSON or a Python literal left in its
-    LaTeX ("\\x0crac" for "\\frac") repaired in question, options, answer and solution texts."""
+    """A converted Problem with the control characters that a Python literal left in its LaTeX
+    (MMMU's options and answer lists) repaired in question, options, answer and solution texts."""
     if not isinstance(item, Problem):
         return item
     item.question = repair_latex_controls(item.question)
@@ -290,7 +301,7 @@ def _collect(raws: Iterable[_Raw], convert: Callable[[_Raw], Any], *, benchmark:
             if raw.rid in seen:
                 raise _RecordError(f"duplicate id {raw.rid!r}: ids must be unique within a benchmark")
             try:
-                item = _repair_latex_text(convert(raw))
+                item = _repair_latex_text(convert(_repair_raw_text(raw)))
             except (TypeError, AttributeError, KeyError, IndexError, ValueError) as e:
                 # A field of a type no check above foresaw: this record is bad, not the loader.
                 raise _RecordError(f"malformed record ({type(e).__name__}: {e})") from None

@@ -184,7 +184,7 @@ def core_value(s: str) -> str:
 _LABEL_WORDS = (
     r"step|point|region|area|part|label|letter|position|curve|line|graph|figure|structure|option|choice|"
     r"stage|phase|panel|layer|zone|location|arrow|site|section|segment|vertex|corner|node|box|image|picture|"
-    r"diagram|plot|cell|spot|feature|peak|answer"
+    r"diagram|plot|cell|spot|feature|peak|answer|labell?ed|marked|called|named|denoted"
 )
 _LABEL_RE = re.compile(rf"\b(?:{_LABEL_WORDS})(?:\s+\(?([A-Za-z])\)?|\s*\(([A-Za-z])\))(?![\w'’])", re.I)
 _BRACKET_LETTER_RE = re.compile(r"[\(\[]([A-Za-z])[\)\]]")

@@ -10,7 +10,7 @@ import math
 import pytest
 
 from vlprm.backends.base import Completion, GenerationResult, Generator
-from vlprm.evpv.ablations import (
+from experiments.evpv.ablations import (
     corrupt_description,
     corruption_sweep,
     flip_fact,
@@ -29,8 +29,9 @@ from vlprm.evpv.description import (
 )
 from vlprm.evpv.gate import GateConfig, gate_reward, gate_steps, judge_to_unit
 from vlprm.evpv.judge import parse_step_verdicts
-from vlprm.evpv.lexical import LexicalVerifier, check_premise
-from vlprm.evpv.scoring import ConstantScorer, EVPVConfig, EVPVScorer, PrecomputedScorer, build_evpv_scorer
+from experiments.evpv.lexical import LexicalVerifier, check_premise
+from vlprm.evpv.config import EVPVConfig
+from vlprm.evpv.scoring import ConstantScorer, EVPVScorer, PrecomputedScorer, build_evpv_scorer
 from vlprm.evpv.verify import Finding, ReliabilityWeights, parse_verifier_value, reliability
 from vlprm.jsonparse import parse_json_reply
 from vlprm.prm.aggregate import aggregate
@@ -477,30 +478,25 @@ def test_evpv_end_to_end_on_tiny_model_via_vllm(tiny_model_dir, puzzles, tmp_pat
 @pytest.mark.slow
 def test_evpv_ablations_cli_on_tiny_model(tiny_model_dir, puzzles, tmp_path):
     """The three ablations from the command line with the tiny model as every model."""
-    import importlib.util
-    import sys
     from pathlib import Path
 
-    spec = importlib.util.spec_from_file_location(
-        "evpv_ablations", Path(__file__).resolve().parents[1] / "eval" / "evpv_ablations.py")
-    cli = importlib.util.module_from_spec(spec)
-    sys.modules["evpv_ablations"] = cli
-    spec.loader.exec_module(cli)
+    from experiments.evpv import cli
+
     pdir = str(Path(puzzles[0].images[0]).parents[2])
     model = ["--backend", "vllm", "--model", str(tiny_model_dir), "--max-model-len", "2048", "--quiet"]
     out = tmp_path / "abl"
-    res = cli.main(["corruption", "--problems", pdir, "--limit", "2", "--n-wrong", "1", "--ratios", "0,1",
-                    "--out", str(out / "c"), "--evpv-config", str(_yaml(tmp_path)), *model])
+    res = cli.run(["corruption", "--problems", pdir, "--limit", "2", "--n-wrong", "1", "--ratios", "0,1",
+                   "--out", str(out / "c"), "--config", str(_yaml(tmp_path)), *model])
     assert len(res["rows"]) == 4 and (out / "c" / "corruption.txt").exists()
     # Garbage verifier: every verification falls back to 1.0, so EVPV cannot separate the candidates.
     assert all(r["mean_reliability"] == 1.0 and r["bon_accuracy"] == 0.5 for r in res["rows"])
-    res = cli.main(["intervention", "--problems", pdir, "--limit", "2", "--policy-backend", "vllm",
-                    "--policy-model", str(tiny_model_dir), "--max-tokens", "32", "--out", str(out / "i"),
-                    "--evpv-config", str(_yaml(tmp_path)), *model])
+    res = cli.run(["intervention", "--problems", pdir, "--limit", "2", "--policy.backend", "vllm",
+                   "--policy.model", str(tiny_model_dir), "--max-tokens", "32", "--out", str(out / "i"),
+                   "--config", str(_yaml(tmp_path)), *model])
     assert [r["condition"] for r in res["rows"]] == ["image", "image+oracle", "corrupted_no_image", "question_only"]
     assert all(r["solutions"] == 2 and r["failed"] == 0 for r in res["rows"])
-    res = cli.main(["vpb", "--synthetic-from", pdir, "--limit", "2", "--max-tokens", "32", "--out", str(out / "v"),
-                    *model])
+    res = cli.run(["vpb", "--synthetic-from", pdir, "--limit", "2", "--max-tokens", "32", "--out", str(out / "v"),
+                   *model])
     assert set(res["metrics"]) == {"judge", "describe_then_judge"}
     assert res["counts"]["judge"]["requests"] == 4
 

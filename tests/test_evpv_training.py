@@ -11,16 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from vlprm.data.schema import Solution
-from vlprm.evpv.ablations import oracle_description, puzzle_candidates
-from vlprm.evpv.checklist import strip_visual_tags
-from vlprm.evpv.data_builders import (
+from experiments.evpv.ablations import oracle_description, puzzle_candidates
+from experiments.evpv.data_builders import (
     build_description_sft,
     build_dpo_pairs,
     build_step_judge_sft,
     flatten_messages,
     read_dataset,
 )
+from vlprm.data.schema import Solution
+from vlprm.evpv.checklist import strip_visual_tags
 from vlprm.evpv.description import ImageDescription
 from vlprm.evpv.judge import parse_step_verdicts
 from vlprm.jsonparse import parse_json_reply
@@ -50,7 +50,7 @@ def _solutions(puzzles, n_wrong=2):
 
 
 def _entry(name: str):
-    spec = importlib.util.spec_from_file_location(name, REPO / "train" / f"{name}.py")
+    spec = importlib.util.spec_from_file_location(name, REPO / "experiments" / "evpv" / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     sys.modules[name] = mod  # dataclasses look their module up while the file runs
     spec.loader.exec_module(mod)
@@ -121,11 +121,12 @@ def test_dpo_pairs_chosen_correct_rejected_incorrect(puzzles, tmp_path):
 
 
 def test_chat_collator_masks_everything_but_assistant_turns(tiny_model_dir, puzzles, tmp_path):
-    from vlprm.evpv.train_utils import ChatSFTCollator, load_processor, load_rows
+    from experiments.evpv.train_utils import ChatSFTCollator, load_rows
+    from vlprm.prm.format import load_prm_processor
 
     build_description_sft(puzzles[:2], tmp_path / "desc")
     rows = load_rows(tmp_path / "desc", "chat_sft")
-    proc = load_processor(str(tiny_model_dir))
+    proc = load_prm_processor(str(tiny_model_dir))
     batch = ChatSFTCollator(proc)(rows)
     assert {"input_ids", "labels", "pixel_values", "image_grid_thw", "mm_token_type_ids"} <= set(batch)
     tok = proc.tokenizer
@@ -163,8 +164,8 @@ def test_sft_chat_and_dpo_short_runs_on_tiny_model(tiny_model_dir, puzzles, tmp_
 
 
 def test_data_builders_cli_and_description_cache(puzzles, tmp_path):
-    from vlprm.data.store import JsonlStore
-    from vlprm.evpv import data_builders
+    from experiments.evpv import data_builders
+    from vlprm.cache import ReplyStore
     from vlprm.evpv.description import describe_images
 
     # A describer's cache feeds description SFT (distillation) instead of the oracle.
@@ -177,14 +178,14 @@ def test_data_builders_cli_and_description_cache(puzzles, tmp_path):
             return [GenerationResult(completions=[Completion(text='{"summary": "from the describer"}')],
                                      request_id=r.id) for r in requests]
 
-    store = JsonlStore(tmp_path / "cache" / "descriptions.jsonl", key="key")
+    store = ReplyStore(tmp_path / "cache" / "descriptions.jsonl")
     describe_images([p.images for p in puzzles], Describer(), store=store, progress=False)
     store.close()
     descs = data_builders.descriptions_from_cache(tmp_path / "cache", puzzles, "big-vlm")
     assert set(descs) == {p.id for p in puzzles} and descs[puzzles[0].id].summary == "from the describer"
     assert data_builders.descriptions_from_cache(tmp_path / "cache", puzzles, "other-model") == {}
     pdir = str(Path(puzzles[0].images[0]).parents[2])
-    info = data_builders.main(["describe", "--problems", pdir, "--out", str(tmp_path / "d"),
+    info = data_builders.build(["describe", "--problems", pdir, "--out", str(tmp_path / "d"),
                                "--descriptions-cache", str(tmp_path / "cache"), "--describer-model", "big-vlm"])
     rows, _ = read_dataset(tmp_path / "d")
     assert info["rows"] == 3 and all("from the describer" in r["messages"][-1]["content"] for r in rows)
@@ -198,13 +199,13 @@ def test_data_builders_cli_and_description_cache(puzzles, tmp_path):
         lines.append(json.dumps({"id": f"{p.id}#0", "problem_id": p.id, "question": p.question, "steps": ["a", "b"],
                                  "images": [f"images/{img.name}"], "labels": ["+", "-"]}))
     (export / "prm.jsonl").write_text("\n".join(lines) + "\n")
-    info = data_builders.main(["judge", "--prm-export", str(export), "--problems", pdir, "--out", str(tmp_path / "j"),
+    info = data_builders.build(["judge", "--prm-export", str(export), "--problems", pdir, "--out", str(tmp_path / "j"),
                                "--with-description", "yes"])
     assert info["rows"] == 3 and info["skipped"] == {}
     # dpo: from a rollouts JSONL
     sols = tmp_path / "rollouts.jsonl"
     sols.write_text("".join(json.dumps({**s.to_dict(), "status": "ok"}) + "\n" for s in _solutions(puzzles)))
-    info = data_builders.main(["dpo", "--problems", pdir, "--solutions", str(sols), "--out", str(tmp_path / "p"),
+    info = data_builders.build(["dpo", "--problems", pdir, "--solutions", str(sols), "--out", str(tmp_path / "p"),
                                "--max-pairs-per-problem", "1", "--tagged"])
     rows, _ = read_dataset(tmp_path / "p")
     assert info["rows"] == 3 and "[visual: none]" in rows[0]["prompt"][-1]["content"]

@@ -12,13 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from fakes import SimulatedPolicy
 from vlprm.backends.base import ChatRequest, Completion, GenerationResult, Generator, SamplingConfig
 from vlprm.data.schema import Problem, Solution, Step, StepEvidence
 from vlprm.data.store import read_jsonl
 from vlprm.synthesis.combine import Evidence, label, labels_from_first_error, mc_first_error, soft_from_evidence
 from vlprm.synthesis.judge import (ReplyCache, parse_judge_reply, read_batch_output, request_body, request_key,
                                   write_batch_file)
-from vlprm.synthesis.mc import Prober, SimulatedPolicy, per_step
+from vlprm.synthesis.mc import Prober, per_step
 from vlprm.synthesis.omegaprm import binary_search
 
 # --------------------------------------------------------------------------- judge replies

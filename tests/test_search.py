@@ -1,5 +1,5 @@
 """Search strategies pick what a known scorer says is best, stop where they should, and count
-their compute; best-of-N selection follows the metrics' conventions. The strategy-logic tests use
+their compute. The strategy-logic tests use
 a scripted policy and a keyword scorer (where the right pick is known); one slow test runs greedy
 and beam search end to end with the tiny model in vLLM and the real transformers PRM scorer."""
 
@@ -12,10 +12,7 @@ import pytest
 from vlprm.backends.base import Completion, GenerationResult, Generator
 from vlprm.data.schema import Problem
 from vlprm.prm.scorer import Scorer, StepScores
-from vlprm.search import (
-    SearchConfig, beam_search, dvts_search, greedy_search, run_search, select_best, select_for_ks,
-    select_majority, select_weighted,
-)
+from vlprm.search import SearchConfig, beam_search, dvts_search, greedy_search, run_search
 
 KEYWORDS = {"good": 0.9, "ok": 0.6, "bad": 0.1, "awful": 0.02}
 
@@ -236,44 +233,6 @@ def test_search_config_rejects_nonsense():
         SearchConfig(aggregation="outcome")
     with pytest.raises(ValueError, match="choice"):
         SearchConfig(choice="first")
-
-
-def test_bon_selection_conventions():
-    assert select_best([0.2, 0.9, 0.5]) == 1
-    assert select_best([{"min": 0.2, "last": 0.9}, {"min": 0.5, "last": 0.1}], method="min") == 1
-    assert select_best([None, float("nan"), 0.01]) == 2
-    # Ties are broken uniformly among the tied, by seed, never always toward the first.
-    picks = {select_best([0.7, 0.3, 0.7], seed=s) for s in range(40)}
-    assert picks == {0, 2}
-    assert select_weighted([0.9, 0.5, 0.5], ["A", "B", "B"]) in (1, 2)  # B: 1.0 > A: 0.9
-    assert select_weighted([0.9, 0.5, 0.6], ["A", "B", "B"]) == 2  # B's top candidate
-    assert select_weighted([0.1, 0.9, 0.9], ["A", None, None]) == 0  # None never wins a vote
-    assert select_weighted([0.1, None], ["A", "B"]) == 0  # a missing score adds nothing
-    assert select_majority(["A", "B", "B", None, None, None]) == 1
-    assert select_majority([None, None]) == 0
-    assert select_best([]) is None
-
-
-def test_select_for_ks_matches_first_k_bon_metric():
-    from vlprm.metrics import bon_at_k
-
-    cands = [{"answer": "A", "correct": False, "score": {"last": 0.3, "min": 0.3}},
-             {"answer": "B", "correct": True, "score": {"last": 0.8, "min": 0.2}},
-             {"answer": "A", "correct": False, "score": {"last": 0.6, "min": 0.6}},
-             {"answer": "B", "correct": True, "score": {"last": 0.1, "min": 0.1}},
-             {"answer": "B", "correct": True, "score": {"last": 0.7, "min": 0.7}}]
-    picks = select_for_ks(cands)
-    assert picks["ks"] == [1, 2, 4, 5]
-    assert picks["best"]["last"] == {1: 0, 2: 1, 4: 1, 5: 1}
-    assert picks["best"]["min"] == {1: 0, 2: 0, 4: 2, 5: 4}
-    assert picks["majority"][5] == 1 and picks["majority"][1] == 0
-    assert picks["weighted"]["min"][4] == 2  # A: 0.9 vs B: 0.3
-    assert picks["weighted"]["min"][5] == 4  # B: 1.0 vs A: 0.9; B's top candidate
-    correct = [c["correct"] for c in cands]
-    for agg in ("last", "min"):
-        scores = [c["score"][agg] for c in cands]
-        for k, i in picks["best"][agg].items():
-            assert float(correct[i]) == bon_at_k(scores, correct, k, subsets="first")
 
 
 @pytest.mark.slow

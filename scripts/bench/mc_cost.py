@@ -1,6 +1,6 @@
 """Monte Carlo labelling cost: OmegaPRM binary search vs per-step MC at equal K.
 
-A simulated policy (`vlprm.synthesis.mc.SimulatedPolicy`) writes structured solutions whose true
+A simulated policy (`tests/fakes.py`: `SimulatedPolicy`) writes structured solutions whose true
 first error step is known; a continuation of a prefix reaches the right answer with probability
 p_good before the first error and p_bad (about 0) from it on. The SAME `per_step` /
 `binary_search` code as a real run labels every solution; we count the rollouts (continuations)
@@ -12,13 +12,18 @@ spent per labelled solution and how often each method's first error matches the 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 from vlprm.backends.base import SamplingConfig
 from vlprm.data.schema import Problem
-from vlprm.synthesis.mc import Prober, SimulatedPolicy, per_step
+from vlprm.synthesis.mc import Prober, per_step
 from vlprm.synthesis.omegaprm import binary_search
 from vlprm.synthesis.rollouts import rollout_records, rollout_request, solutions_of
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))  # the simulated policy is a test fake
+from fakes import SimulatedPolicy  # noqa: E402
 
 
 def main() -> None:

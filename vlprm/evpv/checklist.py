@@ -13,7 +13,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Sequence
+
+from vlprm.backends.base import ChatRequest
+from vlprm.cache import Call, CachedCalls, Parsed
+from vlprm.jsonparse import parse_json_reply
+from vlprm.prompts import build_evpv_extract_messages
 
 _TAG_RE = re.compile(r"[ \t]*\[\s*visual\s*:\s*(?P<body>[^\]\n]*)(?:\]|$)", re.IGNORECASE | re.MULTILINE)
 _NONE_WORDS = {"", "none", "n/a", "na", "no", "nothing", "-", "null", "no visual facts", "no visual fact"}
@@ -23,7 +29,7 @@ _STEP_NUM_RE = re.compile(r"(\d+)")
 @dataclass
 class StepPremises:
     """The visual premises of one step (0-based `step`). source: "policy", "extractor" or
-    "fallback" (the checklist could not be read; see EVPVConfig.checklist_fallback)."""
+    "fallback" (the checklist could not be read; see `EVPVConfig.checklist_fallback`)."""
 
     step: int
     premises: list[str] = field(default_factory=list)
@@ -160,3 +166,64 @@ def parse_extractor_value(value: Any, n_steps: int) -> list[list[str] | None] | 
     if all(x is None for x in out):
         return None
     return out
+
+
+# --------------------------------------------------------------------------- the checklist stage
+
+
+def fallback_checklist(clean: Sequence[str], fallback: str) -> list[StepPremises]:
+    """Premises of steps whose checklist cannot be read: none, or the step text itself ("step_text")."""
+    return [StepPremises(step=k, premises=[t] if fallback == "step_text" else [], source="fallback")
+            for k, t in enumerate(clean)]
+
+
+def read_checklist(n_steps: int, raw: str) -> Parsed:
+    """An extractor reply -> the fields of its cache record (premises per step), or an error."""
+    parsed = parse_json_reply(raw, expect=(dict, list))
+    per_step = parse_extractor_value(parsed.value, n_steps) if parsed.ok else None
+    if per_step is None:
+        return None, f"unreadable checklist: {parsed.error or 'no per-step premises in the JSON'}", parsed.repairs
+    return {"premises": per_step}, None, parsed.repairs
+
+
+def _from_record(rec: dict, clean: Sequence[str], fallback: str, calls: CachedCalls) -> list[StepPremises]:
+    if not rec.get("ok"):
+        return fallback_checklist(clean, fallback)
+    per_step = rec["premises"]
+    out = []
+    for k in range(len(clean)):
+        prem = per_step[k] if k < len(per_step) else None
+        if prem is None:  # a step the extractor skipped
+            calls.counts["checklist_missing_steps"] += 1
+            out.append(StepPremises(step=k, premises=fallback_checklist([clean[k]], fallback)[0].premises,
+                                    source="fallback"))
+        else:
+            out.append(StepPremises(step=k, premises=list(prem), source="extractor"))
+    return out
+
+
+def build_checklists(samples: Sequence[Any], calls: CachedCalls, *, source: str = "auto",
+                     fallback: str = "none") -> list[tuple[list[str], list[StepPremises]]]:
+    """(steps without tags, premises per step) of each sample (question, steps, id).
+
+    source "policy" reads the steps' tags, "extractor" asks `calls`' model, "auto" reads the tags
+    when a solution has any, else asks. Unreadable checklists get `fallback_checklist`.
+    """
+    out: list[tuple[list[str], list[StepPremises]] | None] = [None] * len(samples)
+    ask: list[tuple[int, list[str]]] = []
+    for i, s in enumerate(samples):
+        clean, tagged, untagged = checklist_from_tags(s.steps)
+        if source == "policy" or (source == "auto" and tagged is not None):
+            if tagged is None:  # policy mode but the policy wrote no tags
+                calls.counts["checklist_untagged_solutions"] += 1
+                tagged = fallback_checklist(clean, fallback)
+            calls.counts["checklist_untagged_steps"] += len(untagged) if len(untagged) < len(s.steps) else 0
+            out[i] = (clean, tagged)
+        else:
+            ask.append((i, clean))
+    records = calls.run([Call(ChatRequest(messages=build_evpv_extract_messages(samples[i].question, clean)),
+                              parse=partial(read_checklist, len(clean)), meta={"sample_id": samples[i].id})
+                         for i, clean in ask])
+    for (i, clean), rec in zip(ask, records):
+        out[i] = (clean, _from_record(rec, clean, fallback, calls))
+    return out  # type: ignore[return-value]

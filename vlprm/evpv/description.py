@@ -14,18 +14,16 @@ Every item (and the summary) is one *fact*; the corruption ablations drop or fli
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import io
 import json
 import os
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from vlprm.backends.base import ChatRequest, Generator, SamplingConfig
-from vlprm.data.store import JsonlStore, stable_seed
-from vlprm.evpv.common import safe_generate
+from vlprm.cache import Call, CachedCalls, Parsed, ReplyStore, content_key, image_sha256
 from vlprm.jsonparse import parse_json_reply
 from vlprm.prompts import EVPV_DESCRIBE_VERSION, build_evpv_describe_messages
 
@@ -177,35 +175,12 @@ def description_from_facts(facts: Sequence[str], summary: str | None = None) -> 
     return desc
 
 
-# --------------------------------------------------------------------------- image hashing
-
-
-def image_sha256(image: Any) -> str:
-    """SHA-256 of an image's bytes (file, bytes, data URL; PIL images via their PNG encoding)."""
-    if isinstance(image, (bytes, bytearray)):
-        data = bytes(image)
-    elif isinstance(image, str) and image.startswith("data:"):
-        data = base64.b64decode(image.split(",", 1)[1])
-    elif hasattr(image, "save"):
-        buf = io.BytesIO()
-        image.save(buf, format="PNG")
-        data = buf.getvalue()
-    else:
-        path = os.fspath(image)
-        if path.startswith("file://"):
-            path = path[len("file://"):]
-        with open(path, "rb") as f:
-            data = f.read()
-    return hashlib.sha256(data).hexdigest()
+# --------------------------------------------------------------------------- describing
 
 
 def description_key(images: Sequence[Any], model: str, prompt_version: str = EVPV_DESCRIBE_VERSION) -> str:
-    """Cache key of the description of `images` by `model` with this prompt version."""
-    parts = [image_sha256(img) for img in images] + [model or "", prompt_version]
-    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
-
-
-# --------------------------------------------------------------------------- describing
+    """Cache key of the description of `images` (by their bytes) by `model` with this prompt version."""
+    return content_key("describe", [image_sha256(img) for img in images], model or "", prompt_version)
 
 
 @dataclass
@@ -220,15 +195,14 @@ class DescribedImage:
     description: ImageDescription
     ok: bool
     error: str | None = None
-    cached: bool = False
     repairs: list[str] = field(default_factory=list)
     raw: str | None = None
 
 
-def _record_to_described(rec: dict, cached: bool) -> DescribedImage:
+def _record_to_described(rec: dict) -> DescribedImage:
     desc = ImageDescription.from_dict(rec.get("description")) if rec.get("ok") else ImageDescription()
-    return DescribedImage(key=rec["key"], description=desc, ok=bool(rec.get("ok")), error=rec.get("error"),
-                          cached=cached, repairs=list(rec.get("repairs") or []), raw=rec.get("raw"))
+    return DescribedImage(key=rec.get("key") or "", description=desc, ok=bool(rec.get("ok")), error=rec.get("error"),
+                          repairs=list(rec.get("repairs") or []), raw=rec.get("raw"))
 
 
 def parse_description_reply(text: str | None) -> tuple[ImageDescription | None, str | None, list[str]]:
@@ -243,62 +217,48 @@ def parse_description_reply(text: str | None) -> tuple[ImageDescription | None, 
     return desc, None, res.repairs
 
 
+def read_description(raw: str) -> Parsed:
+    """A describer reply -> the fields of its cache record, or an error."""
+    desc, error, repairs = parse_description_reply(raw)
+    return ({"description": desc.to_dict()} if desc is not None else None), error, repairs
+
+
 def describe_images(image_sets: Sequence[Sequence[Any]], generator: Generator | None, *,
-                    store: JsonlStore | None = None, model: str | None = None,
+                    store: ReplyStore | None = None, model: str | None = None,
                     sampling: SamplingConfig | None = None, seed: int = 0, progress: bool = True,
-                    retry_failed: bool = False) -> list[DescribedImage]:
+                    retry_failed: bool = False, counts: Counter | None = None) -> list[DescribedImage]:
     """Describe each image set (one description per set, shared by identical sets).
 
-    Cached records in `store` (keyed by `description_key`) are reused; new ones are appended
-    as they are parsed, failures included (a failure is not retried unless retry_failed).
-    An image set that is empty or unreadable gets ok=False with the reason.
+    Records in `store` (keyed by `description_key`) are reused; new ones are stored as they are
+    parsed, failures included (not asked again unless retry_failed). An image set that is empty
+    or unreadable gets ok=False with the reason. Counts go to `counts` as describe_*.
     """
-    model = model or (generator.model if generator is not None else "")
-    sampling = sampling or SamplingConfig(n=1, temperature=0.0, max_tokens=1024)
+    calls = CachedCalls(generator, store if store is not None else ReplyStore(),
+                        (sampling or SamplingConfig(n=1, temperature=0.0, max_tokens=1024)).replace(n=1),
+                        name="describe", seed=seed, progress=progress, retry_failed=retry_failed, counts=counts,
+                        model=model, missing_generator="set the EVPV config's describer: {backend, model} "
+                                                       "or pass a generator")
     out: list[DescribedImage | None] = [None] * len(image_sets)
-    todo: dict[str, list[int]] = {}
-    todo_images: dict[str, Sequence[Any]] = {}
+    todo: list[Call] = []
+    where: list[int] = []
     key_memo: dict[tuple, str] = {}
     for i, images in enumerate(image_sets):
         if not images:
             out[i] = DescribedImage(key="", description=ImageDescription(), ok=False, error="no image")
             continue
-        memo_key = tuple(str(x) if isinstance(x, (str, os.PathLike)) else id(x) for x in images)
+        paths = [str(x) if isinstance(x, os.PathLike) else x for x in images]
+        memo_key = tuple(x if isinstance(x, str) else id(x) for x in paths)
         try:
-            key = key_memo.get(memo_key) or description_key(images, model)
+            key = key_memo.get(memo_key) or description_key(images, calls.model)
             key_memo[memo_key] = key  # candidates of one problem share an image: hash it once
         except OSError as e:
             out[i] = DescribedImage(key="", description=ImageDescription(), ok=False,
                                     error=f"cannot read image: {e}")
             continue
-        rec = store.get(key) if store is not None else None
-        if rec is not None and (rec.get("ok") or not retry_failed):
-            out[i] = _record_to_described(rec, cached=True)
-            continue
-        todo.setdefault(key, []).append(i)
-        todo_images[key] = images
-    if todo:
-        if generator is None:
-            raise ValueError(f"{len(todo)} image set(s) have no cached description and no describer was given: "
-                             "set the EVPV config's describer: {backend, model} or pass a generator")
-        keys = list(todo)
-        reqs = [ChatRequest(messages=build_evpv_describe_messages([str(x) if isinstance(x, os.PathLike) else x
-                                                                  for x in todo_images[k]]),
-                            seed=stable_seed(seed, "describe", k), id=k) for k in keys]
-        results = safe_generate(generator, reqs, sampling.replace(n=1), progress=progress, desc="EVPV describe")
-        for k, res in zip(keys, results):
-            raw = res.texts[0] if res.ok and res.completions else None
-            if not res.ok:
-                desc, err, repairs = None, f"describer request failed: {res.error}", []
-            else:
-                desc, err, repairs = parse_description_reply(raw)
-            rec = {"key": k, "images": [str(x) for x in todo_images[k] if isinstance(x, (str, os.PathLike))],
-                   "model": model, "prompt_version": EVPV_DESCRIBE_VERSION, "ok": desc is not None,
-                   "description": desc.to_dict() if desc is not None else None, "error": err,
-                   "repairs": repairs, "raw": raw}
-            if store is not None:
-                store.append(rec)
-            d = _record_to_described(rec, cached=False)
-            for i in todo[k]:
-                out[i] = d
+        todo.append(Call(ChatRequest(messages=build_evpv_describe_messages(paths)), parse=read_description,
+                         meta={"images": [x for x in paths if isinstance(x, str)],
+                               "prompt_version": EVPV_DESCRIBE_VERSION}, key=key))
+        where.append(i)
+    for i, rec in zip(where, calls.run(todo)):
+        out[i] = _record_to_described(rec)
     return out  # type: ignore[return-value]

@@ -11,12 +11,12 @@ base scorer EVPV can gate; the step-judge SFT data uses the same prompt.
 from __future__ import annotations
 
 from collections import Counter
+from functools import partial
 from typing import Any, Mapping, Sequence
 
 from vlprm.backends.base import ChatRequest, Generator, SamplingConfig
-from vlprm.data.store import JsonlStore, stable_seed
+from vlprm.cache import Call, CachedCalls, Parsed, ReplyStore
 from vlprm.evpv.checklist import step_index, strip_visual_tags
-from vlprm.evpv.common import content_key, safe_generate
 from vlprm.evpv.description import ImageDescription
 from vlprm.evpv.gate import judge_to_unit
 from vlprm.jsonparse import parse_json_reply
@@ -66,6 +66,15 @@ def parse_step_verdicts(value: Any, n_steps: int) -> list[float | None] | None:
     return None if all(x is None for x in out) else out
 
 
+def read_verdicts(n_steps: int, raw: str) -> Parsed:
+    """A judge reply -> the fields of its cache record (a verdict per step), or an error."""
+    parsed = parse_json_reply(raw, expect=(dict, list))
+    verdicts = parse_step_verdicts(parsed.value, n_steps) if parsed.ok else None
+    if verdicts is None:
+        return None, f"unreadable verdicts: {parsed.error or 'no step verdicts in the JSON'}", parsed.repairs
+    return {"verdicts": verdicts}, None, parsed.repairs
+
+
 class StepJudgeScorer:
     """Scorer: a VLM judges every step (see the module docstring).
 
@@ -75,24 +84,23 @@ class StepJudgeScorer:
             the describe-then-judge condition; None judges without a description.
         show_image: attach the image (default True).
         fallback_score: reward of a step whose verdict cannot be read.
-        store: a JsonlStore (key "key") caching replies; sampling: default greedy, 1024 tokens.
+        store: a `ReplyStore` caching replies (default: memory); sampling: default greedy, 1024 tokens.
     """
 
     name = "step_judge"
 
     def __init__(self, generator: Generator, *, descriptions: Mapping[str, ImageDescription] | Any | None = None,
-                 show_image: bool = True, fallback_score: float = 1.0, store: JsonlStore | None = None,
+                 show_image: bool = True, fallback_score: float = 1.0, store: ReplyStore | None = None,
                  sampling: SamplingConfig | None = None, seed: int = 0, progress: bool = True):
         self.generator = generator
         self.descriptions = descriptions
         self.show_image = show_image
         self.fallback_score = float(fallback_score)
-        self.store = store
-        self.sampling = sampling or SamplingConfig(n=1, temperature=0.0, max_tokens=1024)
+        self.store = store if store is not None else ReplyStore()
+        self.sampling = (sampling or SamplingConfig(n=1, temperature=0.0, max_tokens=1024)).replace(n=1)
         self.seed = seed
         self.progress = progress
         self.counts: Counter = Counter()
-        self._memory: dict[str, dict] = {}
 
     def _description(self, sample: PRMSample) -> ImageDescription | None:
         if self.descriptions is None:
@@ -101,52 +109,27 @@ class StepJudgeScorer:
             return self.descriptions(sample)
         return self.descriptions.get(str(sample.id))
 
-    def _get(self, key: str) -> dict | None:
-        return self.store.get(key) if self.store is not None else self._memory.get(key)
-
-    def _put(self, rec: dict) -> None:
-        if self.store is not None:
-            self.store.append(rec)
-        else:
-            self._memory[rec["key"]] = rec
+    def _call(self, s: PRMSample, steps: list[str]) -> Call:
+        desc = self._description(s)
+        msgs = build_evpv_step_judge_messages(s.question, steps, list(s.images) if self.show_image else None,
+                                              desc.to_text() if desc is not None else None)
+        return Call(ChatRequest(messages=msgs), parse=partial(read_verdicts, len(steps)),
+                    meta={"sample_id": s.id, "prompt_version": EVPV_STEP_JUDGE_VERSION})
 
     def score(self, samples: Sequence[PRMSample], **_) -> list[StepScores]:
-        jobs = []
-        for s in samples:
-            steps = strip_visual_tags(s.steps)
-            desc = self._description(s)
-            desc_text = desc.to_text() if desc is not None else None
-            key = content_key("judge", s.id, s.question, steps, desc_text, self.show_image, list(s.images),
-                              getattr(self.generator, "model", ""), EVPV_STEP_JUDGE_VERSION)
-            jobs.append((s, steps, desc_text, key))
-        todo = [j for j in jobs if self._get(j[3]) is None]
-        self.counts["cached"] += len(jobs) - len(todo)
-        if todo:
-            reqs = [ChatRequest(messages=build_evpv_step_judge_messages(
-                        s.question, steps, list(s.images) if self.show_image else None, desc_text),
-                        seed=stable_seed(self.seed, "judge", key), id=key) for s, steps, desc_text, key in todo]
-            results = safe_generate(self.generator, reqs, self.sampling.replace(n=1), progress=self.progress,
-                                              desc="EVPV step judge" + (" (+description)" if self.descriptions else ""))
-            for (s, steps, _, key), res in zip(todo, results):
-                self.counts["requests"] += 1
-                raw = res.texts[0] if res.ok and res.completions else None
-                verdicts, err = None, None
-                if not res.ok:
-                    err = f"judge request failed: {res.error}"
-                else:
-                    parsed = parse_json_reply(raw, expect=(dict, list))
-                    verdicts = parse_step_verdicts(parsed.value, len(steps)) if parsed.ok else None
-                    if verdicts is None:
-                        err = f"unreadable verdicts: {parsed.error or 'no step verdicts in the JSON'}"
-                self._put({"key": key, "sample_id": s.id, "ok": verdicts is not None, "verdicts": verdicts,
-                           "error": err, "raw": raw, "prompt_version": EVPV_STEP_JUDGE_VERSION})
+        steps = [strip_visual_tags(s.steps) for s in samples]
+        asked: Counter = Counter()
+        calls = CachedCalls(self.generator, self.store, self.sampling, name="judge", seed=self.seed,
+                            progress=self.progress, counts=asked)
+        records = calls.run([self._call(s, st) for s, st in zip(samples, steps)])
+        for what in ("requests", "cached", "request_errors", "image_unreadable"):
+            self.counts[what] += asked[f"judge_{what}"]
         out = []
-        for s, steps, _, key in jobs:
-            rec = self._get(key)
+        for s, st, rec in zip(samples, steps, records):
             verdicts = rec.get("verdicts") if rec.get("ok") else None
             if verdicts is None:
                 self.counts["unreadable"] += 1
-                verdicts = [None] * len(steps)
+                verdicts = [None] * len(st)
             missing = sum(v is None for v in verdicts)
             self.counts["fallback_steps"] += missing
             p = [self.fallback_score if v is None else judge_to_unit(v) for v in verdicts]

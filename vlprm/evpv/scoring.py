@@ -7,17 +7,19 @@ returns `StepScores` whose `p_plus` are the gated step rewards, so best-of-N, th
 (`vlprm.prm.aggregate`) and the metrics apply unchanged. `StepScores.extra["evpv"]` keeps the
 base rewards, reliabilities, visual flags and what fell back.
 
-Every model stage is cached in `cache_dir` (JSONL stores keyed by content hashes), so a killed
-run resumes and a re-run with other gate settings or weights makes no model calls:
+Every model stage goes through `vlprm.cache.CachedCalls`, cached in `cache_dir` (JSONL stores
+keyed by content, images by their bytes), so a killed run resumes and a re-run with other gate
+settings or weights makes no model calls:
   descriptions.jsonl  per image set (image bytes + describer model + prompt version)
-  checklists.jsonl    per solution (sample id + question + steps + extractor model + version)
-  verify.jsonl        per solution, or per step with verify_granularity="step" (+ description)
+  checklists.jsonl    per extractor request (question + steps + model + sampling)
+  verify.jsonl        per verifier request: a solution's, or a step's with verify_granularity="step"
 
-A reply that cannot be read is recorded with its error and falls back: an unreadable
-description or verifier reply gives `fallback_reliability` (default 1.0 = "no evidence of a
-contradiction") to the steps it concerned; an unreadable checklist gives `checklist_fallback`
-("none": no visual premises, or "step_text": the step text is its own premise). Fallbacks are
-counted in `summary()`.
+A reply that cannot be read, or a request the backend reports as failed, is recorded with its
+error and falls back: an unreadable description or verification gives `fallback_reliability`
+(default 1.0 = "no evidence of a contradiction") to the steps it concerned; an unreadable
+checklist gives `checklist_fallback` ("none": no visual premises, or "step_text": the step text
+is its own premise). Fallbacks are counted in `summary()`. A generator that raises (a dead
+engine) stops the scorer: nothing is gated on a reliability no model produced.
 """
 
 from __future__ import annotations
@@ -30,114 +32,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from vlprm.backends.base import ChatRequest, Generator, SamplingConfig
-from vlprm.data.store import JsonlStore, stable_seed
-from vlprm.evpv.checklist import StepPremises, checklist_from_tags, parse_extractor_value
-from vlprm.evpv.common import content_key, safe_generate
+from vlprm.backends.base import Generator, SamplingConfig
+from vlprm.cache import CachedCalls, ReplyStore
+from vlprm.evpv.checklist import build_checklists
+from vlprm.evpv.config import EVPVConfig, make_role_generator
 from vlprm.evpv.description import DescribedImage, ImageDescription, describe_images
-from vlprm.evpv.gate import GATES, GateConfig, gate_steps
-from vlprm.evpv.verify import Finding, ReliabilityWeights, parse_verifier_value, step_reliabilities
-from vlprm.jsonparse import parse_json_reply
+from vlprm.evpv.gate import gate_steps
+from vlprm.evpv.verify import Finding, VerifyJob, run_verification, step_reliabilities
 from vlprm.prm.aggregate import STEP_AGGREGATIONS, aggregate
 from vlprm.prm.format import PRMSample
 from vlprm.prm.scorer import Scorer, StepScores
-from vlprm.prompts import (
-    EVPV_EXTRACT_VERSION,
-    EVPV_VERIFY_VERSION,
-    build_evpv_extract_messages,
-    build_evpv_verify_messages,
-)
 
-CHECKLIST_SOURCES = ("auto", "policy", "extractor")
-CHECKLIST_FALLBACKS = ("none", "step_text")
-GRANULARITIES = ("solution", "step")
-
-
-@dataclass
-class EVPVConfig:
-    """Settings of an EVPV scorer (YAML keys are the field names).
-
-    gate / alpha / tau / low / temperature / propagate: the gate (`vlprm.evpv.gate`).
-    weights: severity penalties {minor, major, critical, unverifiable}; unknown_severity: the
-        severity of a contradiction whose severity is missing or unknown.
-    fallback_reliability: the reliability of steps whose verification could not be read.
-    checklist: "policy" (the steps' "[visual: ...]" tags), "extractor" (a model reads the
-        steps), "auto" (tags when any step has one, else the extractor).
-    checklist_fallback: premises of a step when the checklist cannot be read: "none" or
-        "step_text".
-    verify_granularity: one verifier call per "solution" or per visually dependent "step".
-    verify_with_image: also show the verifier the image (default: the description only).
-    describer / extractor / verifier: {"backend": "vllm"|"openai"|"hf", "model": ..., **kwargs}
-        to make that role's generator; None: the generator passed to `build_evpv_scorer`.
-    sampling_temperature, max_tokens_*: sampling of the three roles (greedy by default).
-    cache_dir: where the stage caches live (None: in memory only).
-    """
-
-    gate: str = "multiply"
-    alpha: float = 1.0
-    tau: float = 0.5
-    low: float = 0.0
-    temperature: float = 0.1
-    propagate: bool = False
-    weights: dict = field(default_factory=lambda: {"minor": 0.2, "major": 0.6, "critical": 1.0,
-                                                   "unverifiable": 0.05})
-    unknown_severity: str = "major"
-    fallback_reliability: float = 1.0
-    checklist: str = "auto"
-    checklist_fallback: str = "none"
-    verify_granularity: str = "solution"
-    verify_with_image: bool = False
-    describer: dict | None = None
-    extractor: dict | None = None
-    verifier: dict | None = None
-    sampling_temperature: float = 0.0
-    max_tokens_describe: int = 1024
-    max_tokens_extract: int = 512
-    max_tokens_verify: int = 1024
-    cache_dir: str | None = None
-    seed: int = 0
-    progress: bool = True
-
-    def __post_init__(self):
-        if self.gate not in GATES:
-            raise ValueError(f"EVPV gate must be one of {', '.join(GATES)}, got {self.gate!r}")
-        for name, allowed in (("checklist", CHECKLIST_SOURCES), ("checklist_fallback", CHECKLIST_FALLBACKS),
-                              ("verify_granularity", GRANULARITIES)):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"EVPV {name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
-        if not 0.0 <= self.fallback_reliability <= 1.0:
-            raise ValueError(f"fallback_reliability must be in [0, 1], got {self.fallback_reliability}")
-        self.reliability_weights()  # validate now
-        self.gate_config()
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any] | None) -> "EVPVConfig":
-        d = dict(d or {})
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"unknown EVPV config key(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
-        if "weights" in d:
-            d["weights"] = {**cls().weights, **(d["weights"] or {})}
-        return cls(**d)
-
-    @classmethod
-    def from_yaml(cls, path: str | os.PathLike) -> "EVPVConfig":
-        import yaml
-
-        with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f) or {}
-        return cls.from_dict(data.get("evpv", data))
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    def gate_config(self) -> GateConfig:
-        return GateConfig(kind=self.gate, alpha=self.alpha, tau=self.tau, low=self.low,
-                          temperature=self.temperature, propagate=self.propagate)
-
-    def reliability_weights(self) -> ReliabilityWeights:
-        return ReliabilityWeights(unknown_severity=self.unknown_severity, **self.weights)
+STAGES = ("descriptions", "checklists", "verify")
 
 
 # --------------------------------------------------------------------------- base scorers
@@ -238,36 +144,6 @@ def _base_values(v: Any) -> tuple[list[float] | None, int, str | None]:
     return [float(x) for x in v], 0, None
 
 
-def make_role_generator(spec: Mapping[str, Any] | None, shared: Generator | None) -> Generator | None:
-    """The generator of one EVPV role from its config ({"backend", "model", **kwargs}) or the shared one."""
-    if not spec:
-        return shared
-    from vlprm.backends import make_generator
-
-    spec = dict(spec)
-    try:
-        backend, model = spec.pop("backend"), spec.pop("model")
-    except KeyError as e:
-        raise ValueError(f"EVPV role config {spec!r} needs 'backend' and 'model'") from e
-    return make_generator(backend, model, **spec)
-
-
-# --------------------------------------------------------------------------- the scorer
-
-
-class _MemoryStore:
-    """The get/append part of JsonlStore over a dict (EVPV without a cache_dir)."""
-
-    def __init__(self, records: dict):
-        self.records = records
-
-    def get(self, key, default=None):
-        return self.records.get(key, default)
-
-    def append(self, rec: dict) -> None:
-        self.records[rec["key"]] = rec
-
-
 class EVPVScorer:
     """Explicit visual premise verification around a base step scorer (see the module docstring).
 
@@ -276,14 +152,15 @@ class EVPVScorer:
         base_scorer: anything with `score(samples) -> list[StepScores]` (None: rewards must be
             passed to `score_detailed(base_scores=...)`).
         describer / extractor / verifier: the generators of the three roles (extractor is only
-            needed for the "extractor"/"auto" checklist when steps carry no tags).
+            needed for the "extractor"/"auto" checklist when steps carry no tags; verifier may be
+            a `vlprm.evpv.verify.Verifier`, which needs no model).
     """
 
     name = "evpv"
 
     def __init__(self, config: EVPVConfig | None = None, base_scorer: Scorer | None = None, *,
                  describer: Generator | None = None, extractor: Generator | None = None,
-                 verifier: Generator | None = None):
+                 verifier: Any = None):
         self.config = config or EVPVConfig()
         self.base_scorer = base_scorer
         self.describer = describer
@@ -294,196 +171,64 @@ class EVPVScorer:
         self.counts: Counter = Counter()
         self.seconds = 0.0
         cache = Path(self.config.cache_dir) if self.config.cache_dir else None
-        self.stores: dict[str, JsonlStore | None] = {
-            name: (JsonlStore(cache / f"{name}.jsonl", key="key") if cache else None)
-            for name in ("descriptions", "checklists", "verify")}
-        self._memory: dict[str, dict[str, dict]] = {"descriptions": {}, "checklists": {}, "verify": {}}
-
-    # -- cache helpers ----------------------------------------------------------------------
-
-    def _get(self, stage: str, key: str) -> dict | None:
-        store = self.stores[stage]
-        return store.get(key) if store is not None else self._memory[stage].get(key)
-
-    def _put(self, stage: str, rec: dict) -> None:
-        store = self.stores[stage]
-        if store is not None:
-            store.append(rec)
-        else:
-            self._memory[stage][rec["key"]] = rec
+        self.stores = {name: ReplyStore(cache / f"{name}.jsonl" if cache else None) for name in STAGES}
 
     def close(self) -> None:
         for s in self.stores.values():
-            if s is not None:
-                s.close()
+            s.close()
 
-    def _sampling(self, max_tokens: int) -> SamplingConfig:
-        return SamplingConfig(n=1, temperature=self.config.sampling_temperature, max_tokens=max_tokens)
+    def _calls(self, stage: str, name: str, generator: Any, max_tokens: int, role: str) -> CachedCalls:
+        cfg = self.config
+        return CachedCalls(generator, self.stores[stage],
+                           SamplingConfig(n=1, temperature=cfg.sampling_temperature, max_tokens=max_tokens),
+                           name=name, seed=cfg.seed, progress=cfg.progress, retry_failed=cfg.retry_failed,
+                           counts=self.counts, missing_generator=f"set the EVPV config's {role}: {{backend, model}} "
+                                                                 "or pass a generator")
 
     # -- stages -----------------------------------------------------------------------------
 
     def describe(self, samples: Sequence[PRMSample]) -> list[DescribedImage]:
         """The description of each sample's image set (cached per image content)."""
-        store = self.stores["descriptions"]
-        if store is None:  # (an empty JsonlStore is falsy: test for None)
-            store = _MemoryStore(self._memory["descriptions"])
-        got = describe_images([s.images for s in samples], self.describer, store=store,  # type: ignore[arg-type]
-                              sampling=self._sampling(self.config.max_tokens_describe), seed=self.config.seed,
-                              progress=self.config.progress)
-        new = {d.key: d for d in got if d.key and not d.cached}
-        self.counts["describe_requests"] += len(new)
-        self.counts["describe_cached"] += len({d.key for d in got if d.key and d.cached})
-        self.counts["describe_failed"] += sum(1 for d in new.values() if not d.ok)
-        return got
-
-    def checklists(self, samples: Sequence[PRMSample]) -> list[tuple[list[str], list[StepPremises]]]:
-        """(steps without tags, premises per step) for each sample."""
         cfg = self.config
-        out: list[tuple[list[str], list[StepPremises]] | None] = [None] * len(samples)
-        need: list[tuple[int, str, list[str]]] = []
-        for i, s in enumerate(samples):
-            clean, tagged, untagged = checklist_from_tags(s.steps)
-            if cfg.checklist == "policy" or (cfg.checklist == "auto" and tagged is not None):
-                if tagged is None:  # policy mode but the policy wrote no tags
-                    self.counts["checklist_untagged_solutions"] += 1
-                    tagged = self._fallback_checklist(clean)
-                self.counts["checklist_untagged_steps"] += len(untagged) if len(untagged) < len(s.steps) else 0
-                out[i] = (clean, tagged)
-                continue
-            key = content_key("checklist", s.id, s.question, clean, self._model(self.extractor), EVPV_EXTRACT_VERSION)
-            rec = self._get("checklists", key)
-            if rec is not None:
-                self.counts["checklist_cached"] += 1
-                out[i] = (clean, self._checklist_from_record(rec, clean))
-            else:
-                need.append((i, key, clean))
-        if need:
-            if self.extractor is None:
-                raise ValueError(f"{len(need)} solution(s) carry no [visual: ...] tags and no extractor was "
-                                 "given: set the EVPV config's extractor: {backend, model}, pass a generator, "
-                                 "or use checklist: policy")
-            reqs = [ChatRequest(messages=build_evpv_extract_messages(samples[i].question, clean),
-                                seed=stable_seed(cfg.seed, "extract", key), id=key) for i, key, clean in need]
-            results = safe_generate(self.extractor, reqs, self._sampling(cfg.max_tokens_extract),
-                                              progress=cfg.progress, desc="EVPV checklist")
-            for (i, key, clean), res in zip(need, results):
-                self.counts["checklist_requests"] += 1
-                raw = res.texts[0] if res.ok and res.completions else None
-                per_step, err, repairs = None, None, []
-                if not res.ok:
-                    err = f"extractor request failed: {res.error}"
-                else:
-                    parsed = parse_json_reply(raw, expect=(dict, list))
-                    repairs = parsed.repairs
-                    per_step = parse_extractor_value(parsed.value, len(clean)) if parsed.ok else None
-                    if per_step is None:
-                        err = f"unreadable checklist: {parsed.error or 'no per-step premises in the JSON'}"
-                rec = {"key": key, "sample_id": samples[i].id, "model": self._model(self.extractor),
-                       "prompt_version": EVPV_EXTRACT_VERSION, "ok": per_step is not None,
-                       "premises": per_step, "error": err, "repairs": repairs, "raw": raw}
-                self._put("checklists", rec)
-                out[i] = (clean, self._checklist_from_record(rec, clean))
-        return out  # type: ignore[return-value]
+        return describe_images([s.images for s in samples], self.describer, store=self.stores["descriptions"],
+                               sampling=SamplingConfig(n=1, temperature=cfg.sampling_temperature,
+                                                       max_tokens=cfg.max_tokens_describe),
+                               seed=cfg.seed, progress=cfg.progress, retry_failed=cfg.retry_failed,
+                               counts=self.counts)
 
-    def _fallback_checklist(self, clean: list[str]) -> list[StepPremises]:
-        if self.config.checklist_fallback == "step_text":
-            return [StepPremises(step=k, premises=[t], source="fallback") for k, t in enumerate(clean)]
-        return [StepPremises(step=k, premises=[], source="fallback") for k in range(len(clean))]
+    def checklists(self, samples: Sequence[PRMSample]):
+        """(steps without tags, premises per step) for each sample."""
+        calls = self._calls("checklists", "checklist", self.extractor, self.config.max_tokens_extract, "extractor")
+        return build_checklists(samples, calls, source=self.config.checklist, fallback=self.config.checklist_fallback)
 
-    def _checklist_from_record(self, rec: dict, clean: list[str]) -> list[StepPremises]:
-        if not rec.get("ok"):
-            self.counts["checklist_failed"] += 1
-            return self._fallback_checklist(clean)
-        per_step = rec["premises"]
-        out = []
-        for k in range(len(clean)):
-            prem = per_step[k] if k < len(per_step) else None
-            if prem is None:  # a step the extractor skipped
-                self.counts["checklist_missing_steps"] += 1
-                out.extend(self._fallback_checklist([clean[k]])[:1])
-                out[-1].step = k
-            else:
-                out.append(StepPremises(step=k, premises=list(prem), source="extractor"))
-        return out
-
-    @staticmethod
-    def _model(gen: Generator | None) -> str:
-        return getattr(gen, "model", "") or "" if gen is not None else ""
-
-    def verify(self, samples: Sequence[PRMSample], clean_steps: Sequence[list[str]],
-               checklists: Sequence[list[StepPremises]], descriptions: Sequence[ImageDescription | None]
-               ) -> list[tuple[list[Finding], list[bool]]]:
+    def verify(self, samples: Sequence[PRMSample], clean_steps: Sequence[list[str]], checklists: Sequence[list],
+               descriptions: Sequence[ImageDescription | None]) -> list[tuple[list[Finding], list[bool]]]:
         """(findings, per-step "verification could not be read" flags) for each sample.
 
         A None description means none is available: its visually dependent steps fall back.
         """
         cfg = self.config
-        n = len(samples)
-        findings: list[list[Finding]] = [[] for _ in range(n)]
-        failed: list[list[bool]] = [[False] * len(clean_steps[i]) for i in range(n)]
-        jobs: list[tuple[int, int | None, str, list[tuple[int, list[str]]], ImageDescription]] = []
+        findings: list[list[Finding]] = [[] for _ in samples]
+        failed: list[list[bool]] = [[False] * len(c) for c in clean_steps]
+        jobs: list[tuple[int, VerifyJob]] = []
         for i, s in enumerate(samples):
             dep = [(p.step, p.premises) for p in checklists[i] if p.visual_dependent]
-            if not dep:
-                continue
-            desc = descriptions[i]
-            if desc is None:
+            if dep and descriptions[i] is None:
                 for k, _ in dep:
                     failed[i][k] = True
-                continue
-            units = [(None, dep)] if cfg.verify_granularity == "solution" else [(k, [(k, p)]) for k, p in dep]
-            for step, items in units:
-                key = content_key("verify", s.id, step, s.question, items, desc.content_hash(), self._model(self.verifier),
-                         EVPV_VERIFY_VERSION, cfg.verify_with_image)
-                jobs.append((i, step, key, items, desc))
-        todo = []
-        for job in jobs:
-            rec = self._get("verify", job[2])
-            if rec is None:
-                todo.append(job)
-            else:
-                self.counts["verify_cached"] += 1
-        if todo:
-            if self.verifier is None:
-                raise ValueError(f"{len(todo)} verification(s) are not cached and no verifier was given: set the "
-                                 "EVPV config's verifier: {backend, model} or pass a generator")
-            reqs = []
-            for i, step, key, items, desc in todo:
-                msgs = build_evpv_verify_messages(samples[i].question, desc.to_text(),
-                                                  [(k + 1, p) for k, p in items],
-                                                  images=list(samples[i].images) if cfg.verify_with_image else None)
-                reqs.append(ChatRequest(messages=msgs, seed=stable_seed(cfg.seed, "verify", key), id=key))
-            results = safe_generate(self.verifier, reqs, self._sampling(cfg.max_tokens_verify), progress=cfg.progress,
-                                             desc="EVPV verify")
-            for (i, step, key, items, desc), res in zip(todo, results):
-                self.counts["verify_requests"] += 1
-                raw = res.texts[0] if res.ok and res.completions else None
-                reading, err, repairs = None, None, []
-                if not res.ok:
-                    err = f"verifier request failed: {res.error}"
-                else:
-                    parsed = parse_json_reply(raw, expect=(dict, list))
-                    repairs = parsed.repairs
-                    reading = parse_verifier_value(parsed.value, items, default_step=step) if parsed.ok else None
-                    if reading is None:
-                        err = f"unreadable verification: {parsed.error or 'no premise verdicts in the JSON'}"
-                rec = {"key": key, "sample_id": samples[i].id, "step": step, "model": self._model(self.verifier),
-                       "prompt_version": EVPV_VERIFY_VERSION, "ok": reading is not None,
-                       "findings": [f.to_dict() for f in reading.findings] if reading else None,
-                       "n_entries": reading.n_entries if reading else 0,
-                       "n_unattributed": reading.n_unattributed if reading else 0,
-                       "n_unknown_status": reading.n_unknown_status if reading else 0,
-                       "error": err, "repairs": repairs, "raw": raw}
-                self._put("verify", rec)
-        for i, step, key, items, desc in jobs:
-            rec = self._get("verify", key)
-            if not rec.get("ok"):
-                self.counts["verify_failed"] += 1
-                for k, _ in items:
+            elif dep:
+                units = [(None, dep)] if cfg.verify_granularity == "solution" else [(k, [(k, p)]) for k, p in dep]
+                jobs.extend((i, VerifyJob(s.id, step, s.question, items, descriptions[i], list(s.images)))
+                            for step, items in units)
+        calls = self._calls("verify", "verify", self.verifier, cfg.max_tokens_verify, "verifier")
+        done = run_verification([j for _, j in jobs], self.verifier, calls, with_image=cfg.verify_with_image)
+        for (i, job), got in zip(jobs, done):
+            if not got.ok:
+                for k, _ in job.items:
                     failed[i][k] = True
                 continue
-            self.counts["verify_unattributed"] += rec.get("n_unattributed", 0)
-            findings[i].extend(Finding.from_dict(f) for f in rec["findings"])
+            self.counts["verify_unattributed"] += got.n_unattributed
+            findings[i].extend(got.findings)
         return list(zip(findings, failed))
 
     # -- public -----------------------------------------------------------------------------
@@ -574,7 +319,8 @@ class EVPVScorer:
                 f"describe {c['describe_requests']} new/{c['describe_failed']} unreadable; "
                 f"checklist {c['checklist_requests']} new/{c['checklist_cached']} cached/{c['checklist_failed']} unreadable; "
                 f"verify {c['verify_requests']} new/{c['verify_cached']} cached/{c['verify_failed']} unreadable; "
-                f"{c['fallback_steps']} steps fell back to reliability {self.config.fallback_reliability}; "
+                f"{c['describe_request_errors'] + c['checklist_request_errors'] + c['verify_request_errors']} "
+                f"requests failed; {c['fallback_steps']} steps fell back to reliability {self.config.fallback_reliability}; "
                 f"{c['description_unavailable']} samples without a description; {self.seconds:.1f}s")
 
 

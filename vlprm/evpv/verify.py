@@ -17,7 +17,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from functools import partial
+from typing import Any, Protocol, Sequence, runtime_checkable
+
+from vlprm.backends.base import ChatRequest
+from vlprm.cache import Call, CachedCalls, Parsed
+from vlprm.config import ConfigError
+from vlprm.evpv.description import ImageDescription
+from vlprm.jsonparse import parse_json_reply
+from vlprm.prompts import build_evpv_verify_messages
 
 SEVERITIES = ("minor", "major", "critical")
 STATUSES = ("contradicted", "unverifiable")
@@ -34,23 +42,32 @@ _SEVERITY_ALIASES = {"minor": "minor", "low": "minor", "small": "minor", "major"
 
 
 @dataclass
-class ReliabilityWeights:
+class SeverityWeights:
     """Penalty weights: a contradiction of severity s multiplies the reliability by 1 - w[s];
     each unverifiable premise by 1 - unverifiable."""
 
-    minor: float = 0.2
-    major: float = 0.6
-    critical: float = 1.0
-    unverifiable: float = 0.05
-    unknown_severity: str = "major"
+    minor: float = field(default=0.2, metadata={"help": "penalty of a minor contradiction"})
+    major: float = field(default=0.6, metadata={"help": "penalty of a major contradiction"})
+    critical: float = field(default=1.0, metadata={"help": "penalty of a critical contradiction"})
+    unverifiable: float = field(default=0.05, metadata={"help": "penalty of each unverifiable premise"})
 
     def __post_init__(self):
         for name in ("minor", "major", "critical", "unverifiable"):
             v = getattr(self, name)
             if not 0.0 <= float(v) <= 1.0:
-                raise ValueError(f"reliability weight {name}={v} must be in [0, 1]")
+                raise ConfigError(f"reliability weight {name}={v} must be in [0, 1]")
+
+
+@dataclass
+class ReliabilityWeights(SeverityWeights):
+    """The severity weights plus the severity a contradiction without a readable one counts as."""
+
+    unknown_severity: str = "major"
+
+    def __post_init__(self):
+        super().__post_init__()
         if self.unknown_severity not in SEVERITIES:
-            raise ValueError(f"unknown_severity must be one of {SEVERITIES}, got {self.unknown_severity!r}")
+            raise ConfigError(f"unknown_severity must be one of {SEVERITIES}, got {self.unknown_severity!r}")
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "ReliabilityWeights":
@@ -236,3 +253,63 @@ def parse_verifier_value(value: Any, checklist: Sequence[tuple[int, Sequence[str
     if reading.n_entries and reading.n_unknown_status == reading.n_entries:
         return None  # entries, but not one with a status we understand: not a verification
     return reading
+
+
+# --------------------------------------------------------------------------- the verify stage
+
+
+@runtime_checkable
+class Verifier(Protocol):
+    """A verifier that needs no model (e.g. word matching): it checks (0-based step, premise)
+    pairs against a description and returns the contradicted and unverifiable ones."""
+
+    def verify(self, description: ImageDescription, premises: Sequence[tuple[int, str]]) -> list[Finding]:
+        ...
+
+
+@dataclass
+class VerifyJob:
+    """One verification: the premises of a solution (step None) or of one step (0-based)."""
+
+    sample_id: str | None
+    step: int | None
+    question: str
+    items: list[tuple[int, list[str]]]  # (0-based step, premises) of the checked steps
+    description: ImageDescription
+    images: list = field(default_factory=list)
+
+
+@dataclass
+class Verification:
+    """What the verification of one job concluded; ok False: it could not be read (or asked)."""
+
+    ok: bool
+    findings: list[Finding] = field(default_factory=list)
+    n_unattributed: int = 0
+
+
+def read_verification(items: Sequence[tuple[int, Sequence[str]]], step: int | None, raw: str) -> Parsed:
+    """A verifier reply -> the fields of its cache record (findings and counts), or an error."""
+    parsed = parse_json_reply(raw, expect=(dict, list))
+    reading = parse_verifier_value(parsed.value, items, default_step=step) if parsed.ok else None
+    if reading is None:
+        return None, f"unreadable verification: {parsed.error or 'no premise verdicts in the JSON'}", parsed.repairs
+    return ({"findings": [f.to_dict() for f in reading.findings], "n_entries": reading.n_entries,
+             "n_unattributed": reading.n_unattributed, "n_unknown_status": reading.n_unknown_status},
+            None, parsed.repairs)
+
+
+def run_verification(jobs: Sequence[VerifyJob], verifier: Any, calls: CachedCalls, *,
+                     with_image: bool = False) -> list[Verification]:
+    """Verify every job: with a `Verifier` directly, with a model through `calls` (cached)."""
+    if isinstance(verifier, Verifier):
+        calls.counts[f"{calls.name}_local"] += len(jobs)
+        return [Verification(True, verifier.verify(j.description, [(k, p) for k, ps in j.items for p in ps]))
+                for j in jobs]
+    records = calls.run([Call(ChatRequest(messages=build_evpv_verify_messages(
+                                  j.question, j.description.to_text(), [(k + 1, p) for k, p in j.items],
+                                  images=list(j.images) if with_image else None)),
+                              parse=partial(read_verification, j.items, j.step),
+                              meta={"sample_id": j.sample_id, "step": j.step}) for j in jobs])
+    return [Verification(True, [Finding.from_dict(f) for f in rec["findings"]], rec.get("n_unattributed", 0))
+            if rec.get("ok") else Verification(False) for rec in records]

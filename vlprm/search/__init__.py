@@ -1,7 +1,8 @@
 """Test-time strategies on top of a policy `Generator` and a PRM `Scorer`.
 
-Sampling-based selection (best-of-N, weighted, majority) is in `bon`; step-level search in
-`greedy`, `beam` and `dvts` (shared machinery in `base`); compute accounting in `budget`.
+Step-level search in `greedy`, `beam` and `dvts` (shared machinery in `base`); compute
+accounting in `budget`. Best-of-N, weighted and majority accuracy over sampled candidates are
+metrics (`vlprm.metrics`).
 `run_search` dispatches on `SearchConfig.strategy`.
 """
 
@@ -11,7 +12,6 @@ from typing import Any, Sequence
 
 from vlprm.search.base import STRATEGIES, Path, SearchConfig, SearchResult
 from vlprm.search.beam import beam_search
-from vlprm.search.bon import select_best, select_for_ks, select_majority, select_weighted
 from vlprm.search.budget import Budget
 from vlprm.search.dvts import dvts_search
 from vlprm.search.greedy import greedy_search
@@ -25,4 +25,4 @@ def run_search(problems: Sequence[Any], generator, scorer, config: SearchConfig)
 
 
 __all__ = ["STRATEGIES", "SearchConfig", "SearchResult", "Path", "Budget", "run_search", "greedy_search",
-           "beam_search", "dvts_search", "select_best", "select_weighted", "select_majority", "select_for_ks"]
+           "beam_search", "dvts_search"]

@@ -7,19 +7,17 @@ fences or not; "FIRST_ERROR_STEP: Step 3", "**3**", "none", "-1", "0"; text afte
 per-step lines only) and fails with a named reason when the reply does not say where the
 first error is.
 
-Requests are cached by content (`request_key`: sha256 of the canonical OpenAI request body,
-model and sampling included, images by the sha256 of their bytes), so a rerun or a second
-labelling job never pays for the same review twice. Large jobs can go through a provider's
-batch API: `write_batch_file` writes the OpenAI batch-file JSONL ({"custom_id", "method",
-"url", "body"}) with the cache key as custom_id, `read_batch_output` reads the results
-({"custom_id", "response": {"status_code", "body"}, "error"}), and `run_vllm_batch` runs
-vLLM's own offline batch runner on such a file.
+Requests are asked and cached through `vlprm.cache.CachedCalls` (`judge_solutions`), keyed by
+content (`request_key`: the canonical OpenAI request body, model and sampling included, images
+by the SHA-256 of their bytes), so a rerun or a second labelling job never pays for the same
+review twice. Large jobs can go through a provider's batch API: `write_batch_file` writes the
+OpenAI batch-file JSONL ({"custom_id", "method", "url", "body"}) with the cache key as
+custom_id, `read_batch_output` reads the results ({"custom_id", "response": {"status_code",
+"body"}, "error"}), and `run_vllm_batch` runs vLLM's own offline batch runner on such a file.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import os
 import re
@@ -30,9 +28,10 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Sequence
 
-from vlprm.backends.base import ChatRequest, SamplingConfig
+from vlprm.backends.base import ChatRequest, Generator, ImageLoadError, SamplingConfig
+from vlprm.cache import Call, CachedCalls, ReplyStore, content_key
 from vlprm.data.schema import Problem, Solution, StepEvidence
-from vlprm.data.store import JsonlStore, read_jsonl, stable_seed
+from vlprm.data.store import read_jsonl, stable_seed
 from vlprm.prompts import build_judge_messages
 
 BATCH_URL = "/v1/chat/completions"
@@ -229,40 +228,79 @@ def request_body(model: str, req: ChatRequest, sampling: SamplingConfig) -> dict
     return OpenAIGenerator.request_body(stub, req, sampling, sampling.n)
 
 
-def _hash_images(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {k: _hash_images(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_hash_images(v) for v in obj]
-    if isinstance(obj, str) and obj.startswith("data:") and ";base64," in obj:
-        data = base64.b64decode(obj.split(",", 1)[1])
-        return "sha256:" + hashlib.sha256(data).hexdigest()
-    return obj
-
-
 def request_key(body: dict) -> str:
-    """sha256 of the canonical request body (sorted keys; images replaced by their content hash)."""
-    canon = json.dumps(_hash_images(body), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canon.encode("utf-8")).hexdigest()
+    """The cache key of a request body (images by the hash of their bytes): the batch custom_id too."""
+    return content_key("judge", body)
 
 
 class ReplyCache:
-    """A JSONL cache of judge replies keyed by `request_key` (append-only, resumable)."""
+    """The judge's reply cache (`vlprm.cache.ReplyStore` records): raw reply text by `request_key`."""
 
     def __init__(self, path: str | os.PathLike | None):
-        self.store = JsonlStore(path, key="key") if path else None
+        self.store = ReplyStore(path)
 
     def get(self, key: str) -> str | None:
-        rec = self.store.get(key) if self.store else None
-        return None if rec is None else rec.get("text")
+        rec = self.store.get(key)
+        return rec.get("raw") if rec is not None and rec.get("ok") else None
 
     def put(self, key: str, text: str, model: str) -> None:
-        if self.store is not None and key not in self.store:
-            self.store.append({"key": key, "model": model, "text": text})
+        if self.get(key) is None:
+            self.store.put({"key": key, "model": model, "ok": True, "reason": None, "error": None, "repairs": [],
+                            "raw": text})
+
+    def calls(self, generator: Generator | None, model: str, sampling: SamplingConfig, *,
+              progress: bool = False) -> CachedCalls:
+        """Calls to the judge through this cache. A cached failure is asked again: judge.jsonl
+        records failures, and the stage decides what to retry."""
+        return CachedCalls(generator, self.store, sampling.replace(n=1), name="judge", model=model,
+                           progress=progress, retry_failed=True,
+                           missing_generator="set judge.backend and judge.model")
 
     def close(self) -> None:
-        if self.store:
-            self.store.close()
+        self.store.close()
+
+
+def judge_solutions(pairs: Sequence[tuple[Problem, Solution]], calls: CachedCalls, *, seed: int = 0,
+                    show_reference: bool = True, online: bool = True,
+                    batch_errors: dict[str, str] | None = None) -> tuple[list[dict], dict[str, dict]]:
+    """(judge.jsonl records, {key: body} still to submit) for (problem, solution) pairs.
+
+    A solution whose reply is cached gets its record; one whose image cannot be read is recorded
+    as failed ("image_unreadable"); a key in batch_errors is recorded as failed ("batch_error").
+    The rest are asked now through `calls` when online (a request error is recorded with its
+    class, an engine failure raises), or returned as request bodies for a batch file.
+    """
+    from vlprm.runs import classify_error
+
+    records: list[dict] = []
+    submit: dict[str, dict] = {}
+    asks: list[tuple[Problem, Solution, Call]] = []
+    for prob, sol in pairs:
+        req = judge_request(prob, sol, seed=seed, show_reference=show_reference)
+        try:
+            body = request_body(calls.model, req, calls.sampling)  # reads every image: a bad one fails here
+        except (ImageLoadError, OSError) as e:
+            records.append(judge_record(prob, sol, model=calls.model, key=None, text=None, error=str(e),
+                                        error_reason="image_unreadable"))
+            continue
+        key = request_key(body)
+        cached = calls.store.get(key)
+        if cached is not None and cached.get("ok"):
+            records.append(judge_record(prob, sol, model=calls.model, key=key, text=cached["raw"]))
+        elif key in (batch_errors or {}):
+            records.append(judge_record(prob, sol, model=calls.model, key=key, text=None,
+                                        error=batch_errors[key], error_reason="batch_error"))
+        elif not online:
+            submit[key] = body
+        else:
+            asks.append((prob, sol, Call(req, key=key, meta={"solution_id": sol.id})))
+    for (prob, sol, _), rec in zip(asks, calls.run([c for _, _, c in asks])):
+        if rec["ok"]:
+            records.append(judge_record(prob, sol, model=calls.model, key=rec["key"], text=rec["raw"]))
+        else:
+            records.append(judge_record(prob, sol, model=calls.model, key=rec["key"], text=None,
+                                        error=rec["error"], error_reason=classify_error(rec["error"])))
+    return records, submit
 
 
 # --------------------------------------------------------------------------- batch files

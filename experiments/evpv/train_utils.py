@@ -1,6 +1,8 @@
-"""What the EVPV training entry points share: data loading, the chat-SFT collator, model + LoRA.
+"""What the EVPV training entry points share: data loading and the chat-SFT collator. The model,
+its LoRA adapter and the saving are PRM training's own (`vlprm.training.run.load_model`,
+`save_model`), with the same model and adapter arguments (`VLMTrainArguments`).
 
-`ChatSFTCollator` turns chat rows (`vlprm.evpv.data_builders`) into Qwen2.5-VL inputs and masks
+`ChatSFTCollator` turns chat rows (`experiments.evpv.data_builders`) into Qwen2.5-VL inputs and masks
 every token but the assistant turns' contents and their end-of-turn token. The assistant spans
 are found from the rendered structure (the "<|im_start|>assistant\\n" header token sequence and
 the next "<|im_end|>"), by position, so a header-like string inside user text cannot shift them.
@@ -8,35 +10,27 @@ the next "<|im_end|>"), by position, so a header-like string inside user text ca
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+from experiments.evpv.data_builders import read_dataset
 from vlprm.backends.base import load_image
-from vlprm.evpv.data_builders import read_dataset
+from vlprm.training.config import PRMTrainConfig
+from vlprm.training.data import IGNORE_INDEX
 
-IGNORE_INDEX = -100
 ASSISTANT_HEADER = "<|im_start|>assistant\n"
 END_OF_TURN = "<|im_end|>"
 
-
-@dataclass
-class VLMTrainArguments:
-    """Model loading and adapter settings shared by the chat SFT and DPO entry points (the rest
-    is TRL's SFTConfig / DPOConfig)."""
-
-    min_pixels: int | None = field(default=None, metadata={"help": "Image processor min_pixels (with max_pixels)."})
-    max_pixels: int | None = field(default=None, metadata={"help": "Image processor max_pixels (with min_pixels)."})
-    dtype: str = field(default="auto", metadata={"help": "auto (bf16 on GPU, fp32 on CPU), float32, bfloat16."})
-    attn_implementation: str | None = field(default=None, metadata={"help": "sdpa, eager or flash_attention_2."})
-    use_lora: bool = field(default=False, metadata={"help": "Train a LoRA adapter instead of all weights."})
-    lora_r: int = field(default=64, metadata={"help": "LoRA rank."})
-    lora_alpha: int = field(default=128, metadata={"help": "LoRA alpha."})
-    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
-    lora_target_modules: str = field(default="language",
-                                     metadata={"help": "'language', 'all-linear', a comma list or a regex."})
-    lora_merge_at_end: bool = field(default=True,
-                                    metadata={"help": "Merge the adapter into a full model in output_dir at the end."})
+# The model, pixel and adapter arguments of PRM training, declared once (in PRMTrainConfig).
+_SHARED = ("attn_implementation", "freeze_vision", "freeze_merger", "min_pixels", "max_pixels", "use_lora",
+           "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "lora_modules_to_save", "lora_merge_at_end")
+VLMTrainArguments = dataclasses.make_dataclass("VLMTrainArguments", [
+    (f.name, f.type, field(default=f.default, default_factory=f.default_factory, metadata=f.metadata))
+    for f in dataclasses.fields(PRMTrainConfig) if f.name in _SHARED])
+VLMTrainArguments.__doc__ = ("Model loading and adapter settings shared with PRM training (the rest is TRL's "
+                             "SFTConfig / DPOConfig).")
 
 
 def to_hf_messages(messages: Sequence[dict], n_images: int) -> list[dict]:
@@ -139,7 +133,7 @@ def cpu_defaults(argv: list[str] | None) -> list[str]:
 
 
 def load_rows(path: str | os.PathLike, kind: str, limit: int | None = None) -> list[dict]:
-    """Rows of a dataset written by `vlprm.evpv.data_builders` (checked against `kind`)."""
+    """Rows of a dataset written by `experiments.evpv.data_builders` (checked against `kind`)."""
     rows, meta = read_dataset(path)
     if meta.get("kind") and meta["kind"] != kind:
         raise ValueError(f"{path}: a {meta['kind']!r} dataset, this entry point trains on {kind!r} data")
@@ -148,52 +142,5 @@ def load_rows(path: str | os.PathLike, kind: str, limit: int | None = None) -> l
         missing = [k for k in need if k not in r]
         if missing:
             raise ValueError(f"{path}: row {r.get('id')!r} lacks {', '.join(missing)}; was it written by "
-                             "vlprm.evpv.data_builders?")
+                             "experiments.evpv.data_builders?")
     return rows[:limit] if limit else rows
-
-
-def lora_config(r: int, alpha: int, dropout: float, target_modules: str):
-    """A peft LoraConfig; target_modules as the PRM trainer takes them ("language": the language
-    model's linear layers, "all-linear", a comma list of module names, or a regex)."""
-    from peft import LoraConfig
-
-    from vlprm.training.lora import lora_target_modules
-
-    return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=lora_target_modules(target_modules),
-                      task_type="CAUSAL_LM", bias="none")
-
-
-def load_model(model_name_or_path: str, dtype: str = "auto", attn_implementation: str | None = None):
-    """The VLM to train (fp32 on CPU, bf16 on GPU under "auto")."""
-    import torch
-    from transformers import AutoModelForImageTextToText
-
-    if dtype == "auto":
-        torch_dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
-    else:
-        torch_dtype = getattr(torch, dtype)
-    kw = {"attn_implementation": attn_implementation} if attn_implementation else {}
-    return AutoModelForImageTextToText.from_pretrained(model_name_or_path, dtype=torch_dtype, **kw)
-
-
-def load_processor(model_name_or_path: str, min_pixels: int | None = None, max_pixels: int | None = None):
-    from vlprm.prm.format import load_prm_processor
-
-    return load_prm_processor(model_name_or_path, min_pixels, max_pixels)
-
-
-def save_trained(trainer, processor, output_dir: str, merge_lora: bool = True) -> str:
-    """Save the model (a LoRA adapter to output_dir/adapter, merged into a full model in
-    output_dir when merge_lora) and the processor. Returns the directory of the full model or
-    of the adapter."""
-    model = trainer.model
-    if hasattr(model, "peft_config"):
-        adapter_dir = os.path.join(output_dir, "adapter")
-        model.save_pretrained(adapter_dir)
-        processor.save_pretrained(adapter_dir)
-        if not merge_lora:
-            return adapter_dir
-        model = model.merge_and_unload()
-    model.save_pretrained(output_dir)
-    processor.save_pretrained(output_dir)
-    return output_dir

@@ -1,8 +1,9 @@
 """A model-free verifier: premises checked against the description by word matching.
 
-`LexicalVerifier` is a `Generator` that answers EVPV's verification prompt itself, so the whole
-pipeline (prompt, reply parsing, caching, reliability, gate) runs without a VLM: for dry runs,
-for CPU tests of the ablations, and as a floor a model verifier should beat. Rule per premise
+`LexicalVerifier` is a `vlprm.evpv.verify.Verifier`: EVPV's verify stage hands it the
+description and the premises directly (no prompt, no model), so the rest of the pipeline
+(checklist, reliability, gate) runs without a VLM: for dry runs, for CPU tests of the
+ablations, and as a floor a model verifier should beat. Rule per premise
 (`check_premise`): supported if its content words appear in order in one fact of the
 description; contradicted ("major") if some fact has all its subject words (everything but
 numbers, colours, sizes, shapes) but not its words in order; otherwise unverifiable.
@@ -10,12 +11,11 @@ numbers, colours, sizes, shapes) but not its words in order; otherwise unverifia
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Sequence
 
-from vlprm.backends.base import ChatRequest, Completion, GenerationResult, Generator, SamplingConfig
 from vlprm.evpv.description import ImageDescription
+from vlprm.evpv.verify import Finding
 
 _WORD_RE = re.compile(r"\d+(?:\.\d+)?|[a-z]+")
 _STOP = {"the", "a", "an", "is", "are", "of", "in", "on", "at", "and", "to", "with", "has", "have", "its", "it",
@@ -65,49 +65,18 @@ def check_premise(premise: str, facts: Sequence[str]) -> tuple[str, str]:
     return "contradicted", f"the description says: {same_subject[0]}"
 
 
-def _parse_prompt(text: str) -> tuple[ImageDescription, list[tuple[int, str]]] | None:
-    m = re.search(r"### Image description:\n(.*?)\n\n### Visual premises[^\n]*\n(.*?)(?:\n\n|$)", text, re.S)
-    if not m:
-        return None
-    try:
-        desc = ImageDescription.from_dict(json.loads(m.group(1)))
-    except json.JSONDecodeError:
-        return None
-    premises = []
-    for line in m.group(2).splitlines():
-        pm = re.match(r"Step (\d+): (.*)", line.strip())
-        if pm:
-            premises.append((int(pm.group(1)), pm.group(2)))
-    return desc, premises
-
-
-class LexicalVerifier(Generator):
-    """Answers EVPV verification prompts by word matching (see the module docstring)."""
+class LexicalVerifier:
+    """Checks premises by word matching (see the module docstring); a contradiction is "major"."""
 
     name = "lexical"
     model = "lexical-verifier-v1"
 
-    def generate(self, requests: Sequence[ChatRequest], sampling: SamplingConfig, *, progress: bool = True,
-                 desc: str | None = None) -> list[GenerationResult]:
+    def verify(self, description: ImageDescription, premises: Sequence[tuple[int, str]]) -> list[Finding]:
+        facts = [t for _, _, t in description.facts()]
         out = []
-        for req in requests:
-            text = "\n".join(p.get("text", "") for m in req.messages if m["role"] == "user"
-                             for p in (m["content"] if isinstance(m["content"], list) else [{"text": m["content"]}]))
-            got = _parse_prompt(text)
-            if got is None:
-                out.append(GenerationResult(error="LexicalVerifier only answers EVPV verification prompts",
-                                            request_id=req.id))
-                continue
-            desc_obj, premises = got
-            facts = [t for _, _, t in desc_obj.facts()]
-            entries = []
-            for step, premise in premises:
-                status, reason = check_premise(premise, facts)
-                entries.append({"step": step, "premise": premise,
-                                "status": {"supported": "supported", "contradicted": "contradicted",
-                                           "unverifiable": "unverifiable"}[status],
-                                "severity": "major" if status == "contradicted" else "none", "reason": reason})
-            reply = json.dumps({"premises": entries})
-            out.append(GenerationResult(completions=[Completion(text=reply, finish_reason="stop")] * sampling.n,
-                                        request_id=req.id))
+        for step, premise in premises:
+            status, reason = check_premise(premise, facts)
+            if status != "supported":
+                out.append(Finding(step=step, status=status, premise=premise,
+                                   severity="major" if status == "contradicted" else None, reason=reason))
         return out

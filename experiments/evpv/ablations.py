@@ -310,7 +310,6 @@ def perception_intervention(problems: Sequence[Any], policy: Any, scorer: EVPVSc
     """
     from vlprm.answers import check_answer, extract_answer
     from vlprm.backends.base import ChatRequest, SamplingConfig
-    from vlprm.evpv.common import safe_generate
     from vlprm.prm.scorer import build_prm_sample
     from vlprm.prompts import build_policy_messages_with_description
     from vlprm.steps import split_steps
@@ -337,7 +336,8 @@ def perception_intervention(problems: Sequence[Any], policy: Any, scorer: EVPVSc
                 msgs = build_policy_messages_with_description(p, None, False, style)
             reqs.append(ChatRequest(messages=msgs, seed=stable_seed(seed, p.id, cond), id=f"{p.id}|{cond}"))
             owners.append((p, cond))
-    results = safe_generate(policy, reqs, sampling, desc="policy (perception intervention)")
+    # A failed request is counted per condition; the policy raising (a dead engine) stops the ablation.
+    results = policy.generate(reqs, sampling, desc="policy (perception intervention)")
     sols, samples = [], []
     failed = defaultdict(int)
     for (p, cond), res in zip(owners, results):
@@ -388,7 +388,7 @@ def visual_process_bench(samples: Sequence[Any], judge: Any, *, describer: Any =
     from pathlib import Path
 
     from vlprm.backends.base import SamplingConfig
-    from vlprm.data.store import JsonlStore
+    from vlprm.cache import ReplyStore
     from vlprm.evpv.description import describe_images
     from vlprm.evpv.judge import StepJudgeScorer
     from vlprm.prompts import question_with_options
@@ -400,7 +400,7 @@ def visual_process_bench(samples: Sequence[Any], judge: Any, *, describer: Any =
     if descriptions is None:
         if describer is None:
             raise ValueError("visual_process_bench needs descriptions= or a describer")
-        store = JsonlStore(cache / "descriptions.jsonl", key="key") if cache else None
+        store = ReplyStore(cache / "descriptions.jsonl" if cache else None)
         got = describe_images([p.images for p in prm], describer, store=store, seed=seed, progress=progress,
                               sampling=SamplingConfig(temperature=0.0, max_tokens=max_tokens))
         descriptions = {p.id: d.description for p, d in zip(prm, got) if d.ok}
@@ -409,7 +409,7 @@ def visual_process_bench(samples: Sequence[Any], judge: Any, *, describer: Any =
     labels = [list(s.labels) for s in samples]  # VisualProcessBench's 1 / 0 (neutral) / -1, as metrics takes
     sources = [getattr(s, "source", "all") or "all" for s in samples]
     for cond, descs in (("judge", None), ("describe_then_judge", descriptions)):
-        store = JsonlStore(cache / f"judge_{cond}.jsonl", key="key") if cache else None
+        store = ReplyStore(cache / f"judge_{cond}.jsonl" if cache else None)
         judge_scorer = StepJudgeScorer(judge, descriptions=descs, fallback_score=fallback_score, store=store,
                                        seed=seed, progress=progress,
                                        sampling=SamplingConfig(temperature=0.0, max_tokens=max_tokens))

@@ -1,12 +1,12 @@
 """DPO of a Qwen2.5-VL policy on EVPV preference pairs (TRL's DPOTrainer).
 
-Trains on the pairs written by `vlprm.evpv.data_builders.build_dpo_pairs` (chosen = a correct
+Trains on the pairs written by `experiments.evpv.data_builders.build_dpo_pairs` (chosen = a correct
 solution, rejected = an incorrect one of the same problem, with the policy prompt and image).
 A YAML recipe sets defaults (`--config`), flags override them; every `DPOConfig` flag works
 (beta, loss_type, max_length, ...). With --use_lora the reference model is the base model with
 the adapter disabled (no second copy in memory).
 
-    python train/dpo_evpv.py --model_name_or_path Qwen/Qwen2.5-VL-3B-Instruct \
+    python -m experiments.evpv.dpo_evpv --model_name_or_path Qwen/Qwen2.5-VL-3B-Instruct \
         --dataset out/evpv_data/dpo --output_dir out/policy-dpo --use_lora true --beta 0.1
 """
 
@@ -19,9 +19,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from a checkout without install
 
-from vlprm.evpv.train_utils import VLMTrainArguments  # noqa: E402
+from experiments.evpv.train_utils import VLMTrainArguments  # noqa: E402
 
 
 @dataclass
@@ -48,25 +48,25 @@ def main(argv: list[str] | None = None) -> str:
     from trl import DPOConfig, DPOTrainer, TrlParser
 
     parser = TrlParser((DPOArguments, DPOConfig))
-    from vlprm.evpv.train_utils import cpu_defaults
+    from experiments.evpv.train_utils import cpu_defaults
 
     script_args, training_args = parser.parse_args_and_config(args=cpu_defaults(argv))
     if not script_args.dataset:
-        parser.error("--dataset is required (a dir written by vlprm.evpv.data_builders.build_dpo_pairs)")
+        parser.error("--dataset is required (a dir written by experiments.evpv.data_builders.build_dpo_pairs)")
 
-    from vlprm.evpv.train_utils import load_model, load_processor, load_rows, lora_config, save_trained
+    from experiments.evpv.train_utils import load_rows
+    from vlprm.prm.format import load_prm_processor
+    from vlprm.training.run import load_model, save_model
 
     t0 = time.time()
     rows = load_rows(script_args.dataset, "dpo", script_args.max_train_samples)
     eval_ds = _dataset(load_rows(script_args.eval_dataset, "dpo")) if script_args.eval_dataset else None
-    processor = load_processor(script_args.model_name_or_path, script_args.min_pixels, script_args.max_pixels)
-    model = load_model(script_args.model_name_or_path, script_args.dtype, script_args.attn_implementation)
-    peft_config = (lora_config(script_args.lora_r, script_args.lora_alpha, script_args.lora_dropout,
-                               script_args.lora_target_modules) if script_args.use_lora else None)
+    processor = load_prm_processor(script_args.model_name_or_path, script_args.min_pixels, script_args.max_pixels)
+    model = load_model(script_args, training_args)  # PRM training's loading and LoRA (a peft model with use_lora)
     trainer = DPOTrainer(model=model, args=training_args, train_dataset=_dataset(rows), eval_dataset=eval_ds,
-                         processing_class=processor, peft_config=peft_config)
+                         processing_class=processor)
     result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-    out = save_trained(trainer, processor, training_args.output_dir, script_args.lora_merge_at_end)
+    out = str(save_model(trainer, script_args, processor))
     summary = {"pairs": len(rows), "steps": result.global_step, "train_loss": result.training_loss,
                "lora": script_args.use_lora, "saved": out, "seconds": round(time.time() - t0, 1)}
     Path(training_args.output_dir, "dpo_evpv_summary.json").write_text(json.dumps(summary, indent=2))

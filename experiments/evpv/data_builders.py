@@ -30,6 +30,7 @@ import os
 import random
 import shutil
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -155,7 +156,7 @@ def build_description_sft(problems: Iterable[Any], out_dir: str | os.PathLike, *
     cached output), else the oracle description from its ground-truth perception facts
     (`metadata["perception_facts"]`); a problem with neither, or without an image, is skipped.
     """
-    from vlprm.evpv.ablations import oracle_description
+    from experiments.evpv.ablations import oracle_description
 
     w = DatasetWriter(out_dir, "chat_sft", copy_images)
     for p in problems:
@@ -315,7 +316,7 @@ def descriptions_from_cache(cache: str | os.PathLike, problems: Iterable[Any], m
     from vlprm.evpv.description import description_key
 
     p = Path(cache)
-    store = {r["key"]: r for r in read_jsonl(p / "descriptions.jsonl" if p.is_dir() else p) if "key" in r}
+    store = {r["key"]: r for r in read_jsonl(p / "descriptions.jsonl" if p.is_dir() else p) if r.get("key")}
     out = {}
     for prob in problems:
         if not prob.images:
@@ -347,59 +348,123 @@ def load_solutions(path: str | os.PathLike) -> list[Any]:
     return [Solution.from_dict(r) for r in read_jsonl(path, strict=True) if r.get("status", "ok") == "ok"]
 
 
-def main(argv: list[str] | None = None) -> dict:
-    import argparse
+@dataclass
+class BuildConfig:
+    """What every builder takes."""
 
-    ap = argparse.ArgumentParser(prog="python -m vlprm.evpv.data_builders",
-                                 description="Build EVPV training data (description SFT, step-judge SFT, DPO pairs).")
-    sub = ap.add_subparsers(dest="command", required=True)
-    for name, help_ in (("describe", "image -> structured description JSON"),
-                        ("judge", "question + description + steps -> per-step verdicts"),
-                        ("dpo", "preference pairs: a correct vs an incorrect solution of a problem")):
-        sp = sub.add_parser(name, help=help_)
-        sp.add_argument("--out", required=True, help="dataset dir to write")
-        sp.add_argument("--problems", required=name != "judge",
-                        help="problems.jsonl or a benchmark path (oracle descriptions come from perception facts)")
-        sp.add_argument("--benchmark", default=None, help="loader for --problems (default: puzzles)")
-        sp.add_argument("--limit", type=int, default=None)
-        sp.add_argument("--descriptions-cache", default=None, help="EVPV cache dir whose descriptions to use")
-        sp.add_argument("--describer-model", default=None, help="the model that wrote --descriptions-cache")
-        sp.add_argument("--no-copy-images", action="store_true", help="keep absolute image paths")
-    sub.choices["judge"].add_argument("--prm-export", required=True, help="PRM export dir (prm.jsonl)")
-    sub.choices["judge"].add_argument("--with-description", default="both", choices=["yes", "no", "both"])
-    sub.choices["judge"].add_argument("--after-first-error", default="truncate", choices=["truncate", "keep"])
-    sub.choices["dpo"].add_argument("--solutions", required=True, help="rollouts JSONL of Solution rows")
-    sub.choices["dpo"].add_argument("--max-pairs-per-problem", type=int, default=4)
-    sub.choices["dpo"].add_argument("--style", default="structured")
-    sub.choices["dpo"].add_argument("--tagged", action="store_true", help="prompt with the [visual: ...] variant")
-    sub.choices["dpo"].add_argument("--seed", type=int, default=0)
-    args = ap.parse_args(argv)
+    out: str | None = field(default=None, metadata={"help": "dataset dir to write (required)"})
+    problems: str | None = field(default=None, metadata={
+        "help": "problems.jsonl or a benchmark path (oracle descriptions come from perception facts)"})
+    benchmark: str | None = field(default=None, metadata={"help": "loader for problems (default: puzzles)"})
+    limit: int | None = field(default=None, metadata={"help": "use the first N problems"})
+    descriptions_cache: str | None = field(default=None, metadata={"help": "EVPV cache dir whose descriptions to use"})
+    describer_model: str | None = field(default=None, metadata={"help": "the model that wrote descriptions_cache"})
+    copy_images: bool = field(default=True, metadata={"help": "copy images into the dataset (false: absolute paths)"})
 
-    problems = load_problems(args.problems, args.benchmark, args.limit) if args.problems else []
+
+@dataclass
+class JudgeBuildConfig(BuildConfig):
+    """question + description + steps -> per-step verdicts."""
+
+    prm_export: str | None = field(default=None, metadata={"help": "PRM export dir (prm.jsonl), required"})
+    with_description: str = field(default="both", metadata={"help": "yes | no | both"})
+    after_first_error: str = field(default="truncate", metadata={"help": "truncate | keep"})
+
+
+@dataclass
+class DPOBuildConfig(BuildConfig):
+    """Preference pairs: a correct vs an incorrect solution of a problem."""
+
+    solutions: str | None = field(default=None, metadata={"help": "rollouts JSONL of Solution rows, required"})
+    max_pairs_per_problem: int = field(default=4, metadata={"help": "pairs per problem"})
+    style: str = field(default="structured", metadata={"help": "policy prompt style"})
+    tagged: bool = field(default=False, metadata={"help": "prompt with the [visual: ...] variant"})
+    seed: int = field(default=0, metadata={"help": "seed of the pair order"})
+
+
+def _require(cfg: Any, *names: str) -> None:
+    from vlprm.config import ConfigError
+
+    missing = [n for n in names if not getattr(cfg, n)]
+    if missing:
+        raise ConfigError(f"missing --{', --'.join(missing)}")
+
+
+def _inputs(cfg: BuildConfig) -> tuple[list[Any], dict[str, ImageDescription]]:
+    from vlprm.config import ConfigError
+
+    problems = load_problems(cfg.problems, cfg.benchmark, cfg.limit) if cfg.problems else []
     descs: dict[str, ImageDescription] = {}
-    if args.descriptions_cache:
-        if not args.describer_model:
-            ap.error("--descriptions-cache needs --describer-model (cache keys include the model)")
-        descs = descriptions_from_cache(args.descriptions_cache, problems, args.describer_model)
-    copy = not args.no_copy_images
-    if args.command == "describe":
-        info = build_description_sft(problems, args.out, descriptions=descs, copy_images=copy)
-    elif args.command == "judge":
-        from vlprm.evpv.ablations import oracle_description
+    if cfg.descriptions_cache:
+        if not cfg.describer_model:
+            raise ConfigError("--descriptions_cache needs --describer_model (cache keys include the model)")
+        descs = descriptions_from_cache(cfg.descriptions_cache, problems, cfg.describer_model)
+    return problems, descs
 
-        for p in problems:
-            if p.id not in descs and (d := oracle_description(p)) is not None:
-                descs[p.id] = d
-        info = build_step_judge_sft(load_prm_export(args.prm_export), args.out, descriptions=descs,
-                                    with_description=args.with_description,
-                                    after_first_error=args.after_first_error, copy_images=copy)
-    else:
-        info = build_dpo_pairs(problems, load_solutions(args.solutions), args.out,
-                               max_pairs_per_problem=args.max_pairs_per_problem, seed=args.seed, style=args.style,
-                               tagged=args.tagged, copy_images=copy)
+
+def run_describe(cfg: BuildConfig) -> dict:
+    _require(cfg, "out", "problems")
+    problems, descs = _inputs(cfg)
+    return build_description_sft(problems, cfg.out, descriptions=descs, copy_images=cfg.copy_images)
+
+
+def run_judge(cfg: JudgeBuildConfig) -> dict:
+    from experiments.evpv.ablations import oracle_description
+
+    _require(cfg, "out", "prm_export")
+    problems, descs = _inputs(cfg)
+    for p in problems:
+        if p.id not in descs and (d := oracle_description(p)) is not None:
+            descs[p.id] = d
+    return build_step_judge_sft(load_prm_export(cfg.prm_export), cfg.out, descriptions=descs,
+                                with_description=cfg.with_description, after_first_error=cfg.after_first_error,
+                                copy_images=cfg.copy_images)
+
+
+def run_dpo(cfg: DPOBuildConfig) -> dict:
+    _require(cfg, "out", "problems", "solutions")
+    problems, _ = _inputs(cfg)
+    return build_dpo_pairs(problems, load_solutions(cfg.solutions), cfg.out,
+                           max_pairs_per_problem=cfg.max_pairs_per_problem, seed=cfg.seed, style=cfg.style,
+                           tagged=cfg.tagged, copy_images=cfg.copy_images)
+
+
+COMMANDS = {"describe": (BuildConfig, run_describe), "judge": (JudgeBuildConfig, run_judge),
+            "dpo": (DPOBuildConfig, run_dpo)}
+USAGE = """Build EVPV training data: python -m experiments.evpv.data_builders describe|judge|dpo [--config YAML] [--key value ...]
+
+  describe  image -> structured description JSON
+  judge     question + description + steps -> per-step verdicts
+  dpo       preference pairs: a correct vs an incorrect solution of a problem"""
+
+
+def build(argv: Sequence[str]) -> dict:
+    """Build one dataset from command-line style arguments (COMMAND [--config YAML] [--key value ...])
+    and return its meta (also printed)."""
+    from vlprm.config import ConfigError, load_config
+    from vlprm.runs import bare_flags, split_config_arg
+
+    if not argv or argv[0] not in COMMANDS:
+        raise ConfigError(f"the first argument is the dataset: {' | '.join(COMMANDS)}")
+    cls, fn = COMMANDS[argv[0]]
+    path, rest = split_config_arg(argv[1:])
+    info = fn(load_config(cls, path, bare_flags(cls, rest)))
     print(json.dumps(info, indent=2))
     return info
 
 
+def main(argv: Sequence[str] | None = None) -> int:
+    import sys
+
+    from vlprm.runs import cli_main
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in COMMANDS:
+        print(USAGE + f"\n\nerror: the first argument is the dataset: {' | '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    cls, fn = COMMANDS[argv[0]]
+    return cli_main(cls, argv[1:], lambda cfg: print(json.dumps(fn(cfg), indent=2)), USAGE)
+
+
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -83,6 +83,16 @@ def read_stage(run_dir: str | os.PathLike, stem: str, key: str = "id") -> dict[s
     return out
 
 
+def image_cache_dir(dataset_path: str | os.PathLike, configured: str | None = None) -> str:
+    """Where a run's loaders write embedded images: the configured dir, else one per dataset
+    under $VLPRM_CACHE/images (~/.cache/vlprm), never inside the dataset (which may be read-only)."""
+    if configured:
+        return str(configured)
+    root = os.environ.get("VLPRM_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "vlprm")
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", os.path.abspath(os.fspath(dataset_path)).strip("/"))[-150:]
+    return os.path.join(root, "images", name)
+
+
 # --------------------------------------------------------------------------- records
 
 
@@ -213,6 +223,18 @@ class _Once(logging.Filter):
 
 
 _ONCE = _Once()
+
+
+class _Stderr(logging.StreamHandler):
+    """Writes to whatever sys.stderr is now (a test harness or a notebook may swap it)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
 _FMT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -220,7 +242,7 @@ def setup_logging(level: int = logging.INFO) -> None:
     """Console logging for an entry point: short lines for vlprm, third-party repeats once."""
     root = logging.getLogger()
     if not any(getattr(h, "vlprm_console", False) for h in root.handlers):
-        h = logging.StreamHandler(sys.stderr)
+        h = _Stderr()
         h.setFormatter(logging.Formatter("[%(name)s] %(message)s"))
         h.addFilter(_ONCE)
         h.vlprm_console = True  # type: ignore[attr-defined]

@@ -51,10 +51,34 @@ def get_engine(model: str, **engine_kwargs):
             os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         from vllm import LLM
 
+        from vlprm.runs import quiet_repeats
+
+        quiet_repeats("vllm")  # a repeated vLLM warning shows once
         t0 = time.time()
         _ENGINES[key] = LLM(model=model, **engine_kwargs)
         _ENGINES[key].vlprm_start_seconds = time.time() - t0
+        if not cuda_available():
+            _silence_thread_binding_guard()
     return _ENGINES[key]
+
+
+def _silence_thread_binding_guard() -> None:
+    """vLLM's CPU worker binds its threads and swaps `torch.set_num_threads` for a guard that
+    skips the call with a warning. With the engine in-process, vLLM's own request preprocessing
+    (multimodal inputs, `set_default_torch_num_threads`) calls it twice per request: the same
+    warning ~2,000 times a run. Keep the guard's behaviour (skip), drop the repeated warning."""
+    import logging
+
+    import torch
+
+    guard = torch.set_num_threads
+    if getattr(guard, "__name__", "") != "skip_set_num_threads":
+        return
+
+    def skip_set_num_threads(n: int) -> None:
+        logging.getLogger(__name__).debug("torch.set_num_threads(%s) skipped: vLLM's CPU threads are bound", n)
+
+    torch.set_num_threads = skip_set_num_threads
 
 
 class VLLMGenerator(Generator):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from vlprm.runs import RunError, in_shard, parse_shard, skipped_entries
+from vlprm.runs import RunError, image_cache_dir, in_shard, parse_shard, skipped_entries
 
 if TYPE_CHECKING:
     from vlprm.evaluation.config import EvalConfig
@@ -27,8 +27,7 @@ def load_problems(cfg: "EvalConfig") -> tuple[dict[str, list], dict[str, dict], 
         kw: dict[str, Any] = {"on_error": "skip"}
         if spec.first_n_per_type is not None:
             kw["first_n_per_type"] = spec.first_n_per_type
-        if cfg.image_cache_dir:
-            kw["image_cache_dir"] = cfg.image_cache_dir
+        kw["image_cache_dir"] = image_cache_dir(spec.path, cfg.image_cache_dir)
         report = LoadReport(benchmark=spec.key, source=spec.path)
         items = load_benchmark(spec.name, spec.path, split=spec.split, limit=spec.limit, report=report, **kw)
         if report.loaded == 0:

@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from vlprm.data.schema import Problem, Solution
-from vlprm.runs import (RunError, StageSummary, attach_run_log, failed_entries, format_summary, in_shard,
+from vlprm.runs import (RunError, StageSummary, attach_run_log, failed_entries, format_summary, image_cache_dir,
+                        in_shard,
                         parse_shard, read_stage, shard_tag, skipped_entries, stage_file, stage_files,
                         write_skipped)
 from vlprm.synthesis.config import STAGES, SynthesisConfig
@@ -184,9 +185,7 @@ class Synthesis:
                 log.info("generating %d puzzles into %s (seed %d)", d.generate_puzzles, root, d.puzzle_seed)
                 generate_puzzles(root, d.generate_puzzles, d.puzzle_seed, types=d.puzzle_types)
         report = LoadReport(d.benchmark, d.path)
-        kw: dict[str, Any] = {"on_error": d.on_error}
-        if d.image_cache_dir:
-            kw["image_cache_dir"] = d.image_cache_dir
+        kw: dict[str, Any] = {"on_error": d.on_error, "image_cache_dir": image_cache_dir(d.path, d.image_cache_dir)}
         problems = load_benchmark(d.benchmark, d.path, d.split, d.limit, report=report, **kw)
         if report.loaded == 0:
             raise RunError(f"benchmark {d.benchmark} at {d.path} loaded 0 problems ({report.summary()}); "

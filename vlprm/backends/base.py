@@ -94,15 +94,14 @@ class ImageLoadError(ValueError):
     """An image referenced by a request cannot be read."""
 
 
-def load_image(image: Any):
-    """Open an image given as a path, bytes, data URL or PIL image; return an RGB PIL image.
-
-    Raises ImageLoadError naming the path and the reason.
-    """
+def open_image(image: Any):
+    """Open and fully decode an image given as a path, bytes, data URL or PIL image, in its own
+    mode (no conversion). Raises ImageLoadError naming the path and the reason (a truncated file
+    fails here, at decode, not later in a processor)."""
     from PIL import Image, UnidentifiedImageError
 
     if hasattr(image, "convert"):
-        return image.convert("RGB")
+        return image
     try:
         if isinstance(image, (bytes, bytearray)):
             img = Image.open(io.BytesIO(image))
@@ -114,10 +113,42 @@ def load_image(image: Any):
                 path = path[len("file://"):]
             img = Image.open(path)
         img.load()
-        return img.convert("RGB")
+        return img
     except (OSError, UnidentifiedImageError, ValueError) as e:
         where = image if isinstance(image, (str, os.PathLike)) else type(image).__name__
         raise ImageLoadError(f"cannot read image {where}: {e}") from e
+
+
+def has_transparency(img) -> bool:
+    """Whether a PIL image can hold transparent pixels: an alpha band (RGBA, LA, PA, ...) or a
+    transparency key (P, L, RGB with ``info["transparency"]``)."""
+    return "A" in img.getbands() or "a" in img.mode or img.info.get("transparency") is not None
+
+
+def to_rgb(img):
+    """An RGB copy of a PIL image with transparent areas composited onto white.
+
+    The pixels every path sees (policy backends, the OpenAI data URL, the PRM scorer, the
+    trainer, the judge, EVPV): the same as qwen-vl-utils' `fetch_image` gives for RGBA (alpha-
+    masked paste onto white) and as vLLM's server does, where a bare ``convert("RGB")`` turns
+    transparent areas black (or into the palette's hidden colour)."""
+    from PIL import Image
+
+    if not has_transparency(img):
+        return img.convert("RGB")
+    rgba = img.convert("RGBA")  # applies a P/L/RGB transparency key as alpha
+    out = Image.new("RGB", rgba.size, (255, 255, 255))
+    out.paste(rgba, mask=rgba.getchannel("A"))
+    return out
+
+
+def load_image(image: Any):
+    """The ONE image loader: open a path, bytes, data URL or PIL image and return an RGB PIL
+    image, transparency composited onto white (`to_rgb`).
+
+    Raises ImageLoadError naming the path and the reason.
+    """
+    return to_rgb(open_image(image))
 
 
 def image_parts(messages: Sequence[dict]) -> list[Any]:

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from vlprm.backends.base import (
     ChatRequest, Completion, GenerationResult, Generator, ImageLoadError, SamplingConfig,
-    load_image,
+    has_transparency, open_image, to_rgb,
 )
 from vlprm.secrets import redact, secret_from_env
 
@@ -38,19 +38,23 @@ _INT_SETTINGS = ("max_retries", "max_concurrency", "max_n_per_request")
 
 
 def image_to_data_url(image: Any) -> str:
-    """Encode an image (path, bytes, PIL, data URL) as a data URL; PNG/JPEG files keep their bytes."""
-    if isinstance(image, str) and image.startswith(("data:", "http://", "https://")):
+    """Encode an image (path, bytes, PIL, data URL) as a data URL carrying exactly the pixels
+    `load_image` gives every other path: an opaque RGB/greyscale PNG/JPEG/WebP file keeps its
+    bytes; anything else (transparency, palette, CMYK, ...) is sent as a PNG of `to_rgb`."""
+    if isinstance(image, str) and image.startswith(("http://", "https://")):
         return image
-    if isinstance(image, (str, os.PathLike)):
+    raw = open_image(image)  # fail here, with the path, rather than at the server
+    if isinstance(image, (str, os.PathLike)) and raw.mode in ("RGB", "L") and not has_transparency(raw):
         path = os.fspath(image)
+        if path.startswith("data:"):
+            return path
+        path = path[len("file://"):] if path.startswith("file://") else path
         mime = mimetypes.guess_type(path)[0]
-        if mime in ("image/png", "image/jpeg", "image/webp", "image/gif"):
-            load_image(path)  # fail here, with the path, rather than at the server
+        if mime in ("image/png", "image/jpeg", "image/webp"):
             with open(path, "rb") as f:
                 return f"data:{mime};base64,{base64.b64encode(f.read()).decode()}"
-    img = load_image(image)
     buf = io.BytesIO()
-    img.save(buf, format="PNG")
+    to_rgb(raw).save(buf, format="PNG")
     return f"data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}"
 
 
@@ -239,7 +243,7 @@ class OpenAIGenerator(Generator):
             try:
                 return self.client.chat.completions.create(**body, extra_body=extra or None, timeout=timeout), None
             except openai.APITimeoutError:
-                last = f"no reply within {timeout:g} s (timeout)"
+                last = "no reply (timed out)"
             except (openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError) as e:
                 last = f"{type(e).__name__}: {_short(e)}"
             except openai.APIStatusError as e:  # other 4xx: the request itself is wrong
@@ -250,7 +254,7 @@ class OpenAIGenerator(Generator):
                 time.sleep(delay if left is None else max(0.0, min(delay, left)))
         spent = time.monotonic() - start
         limit = f"; deadline {self.deadline:g} s" if self.deadline is not None else ""
-        return None, redact(f"{last} from {where} after {attempts} attempt{'s' if attempts != 1 else ''} in {spent:.0f} s "
+        return None, redact(f"{last} from {where} after {attempts} attempt{'s' if attempts != 1 else ''} in {spent:.1f} s "
                             f"(timeout {self.timeout:g} s per attempt, max_retries {self.max_retries}{limit})")
 
     def _time_left(self, start: float) -> float | None:

@@ -166,6 +166,25 @@ def _safe_name(s: str) -> str:
 _PIL_EXT = {"JPEG": "jpg", "PNG": "png", "GIF": "gif", "BMP": "bmp", "WEBP": "webp", "TIFF": "tif"}
 
 
+def _decode_fully(source: Callable[[], Any]) -> str:
+    """Check an image the way it will be used, at load time: its structure (`verify`: a PNG cut
+    before its end chunk) and every pixel (`load`: a JPEG or PNG cut mid-data, which `verify`
+    lets through). Returns the format; raises what PIL raises."""
+    from PIL import Image
+
+    with Image.open(source()) as im:
+        fmt = im.format or "PNG"
+        im.verify()
+    with Image.open(source()) as im:  # verify() leaves the image unusable: decode a fresh one
+        im.load()
+    return fmt
+
+
+def _decode_failure(e: BaseException) -> str:
+    """The skip reason of an image that does not decode: "truncated image" or "corrupt image"."""
+    return "truncated image" if "truncated" in str(e).lower() else "corrupt image"
+
+
 class _Images:
     """Turns image fields (paths, {bytes, path} dicts, PIL images) into verified files on disk."""
 
@@ -187,14 +206,10 @@ class _Images:
 
     def from_bytes(self, data: bytes, stem: str, what: str = "image") -> str:
         """Write embedded image bytes to the cache (unchanged, extension from the format)."""
-        from PIL import Image
-
         try:
-            with Image.open(io.BytesIO(data)) as im:
-                fmt = im.format or "PNG"
-                im.verify()
+            fmt = _decode_fully(lambda: io.BytesIO(data))
         except Exception as e:  # noqa: BLE001 - any decode failure means a corrupt image
-            raise _RecordError(f"corrupt image: embedded {what} bytes cannot be decoded ({e}); "
+            raise _RecordError(f"{_decode_failure(e)}: embedded {what} bytes cannot be decoded ({e}); "
                                "re-download the benchmark") from None
         path = self.cache_dir / f"{_safe_name(stem)}.{_PIL_EXT.get(fmt, fmt.lower())}"
         if not (path.is_file() and path.stat().st_size == len(data)):
@@ -231,13 +246,10 @@ class _Images:
     def verify(self, path: str, what: str = "image") -> str:
         if not self.check or path in self._verified:
             return path
-        from PIL import Image
-
         try:
-            with Image.open(path) as im:
-                im.verify()
-        except Exception as e:  # noqa: BLE001
-            raise _RecordError(f"corrupt image: {what} {path} cannot be read ({e}); "
+            _decode_fully(lambda: path)
+        except Exception as e:  # noqa: BLE001 - any decode failure means an unusable image
+            raise _RecordError(f"{_decode_failure(e)}: {what} {path} cannot be decoded ({e}); "
                                "re-download the image or drop the record") from None
         self._verified.add(path)
         return path

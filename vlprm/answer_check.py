@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
                                  description="Agreement of the answer checker with known verdicts.")
     ap.add_argument("--check", metavar="FILE.jsonl", required=True,
                     help="cases {benchmark, options, gold, answer_type, model_output, expected[, metadata, note]}")
-    ap.add_argument("--quiet", action="store_true", help="only the table, not each disagreeing case")
+    ap.add_argument("-q", "--quiet", action="store_true", help="only the table, not each disagreeing case")
     ap.add_argument("--min", type=float, default=None, help="exit 1 if overall agreement is below this (0-1)")
     args = ap.parse_args(argv)
     try:

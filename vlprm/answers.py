@@ -3,14 +3,21 @@
 Two steps, kept apart so voting and checking agree on what "the answer" is:
 
 * `extract_answer(text, options, answer_type)` finds the model's final answer in a free-form
-  solution: the last ``\\boxed{}``, else an "answer is ..." phrase, else a bare final line.
-  Option letters and option texts are mapped to a letter when options are known.
+  solution: the last ``\\boxed{}``, else an "answer is ..." phrase, else the final line: a bare
+  answer, or the value / option its concluding sentence states ("so the cost comes to $12.").
+  Option letters, texts and values (units and LaTeX aside) are mapped to a letter.
 * `is_correct(pred, gold, answer_type, ...)` compares an extracted answer with the reference:
   multiple choice by letter, numbers with tolerance (and MathVista's ``precision`` rounding),
-  expressions with math-verify, text case-insensitively.
+  expressions with math-verify, text case-insensitively; prefixes and units ("Volume $=27\\pi$
+  m^3") are dropped when the plain comparison fails, a single-letter gold matches the one label a
+  sentence names ("Point B is where ..."), a list gold matches a list written another way.
 
 `check_answer(text, problem)` chains both for a `vlprm.data.schema.Problem` (or a dict with the
-same fields); `normalize_answer` gives the key majority / weighted voting group by.
+same fields) and accepts any of MMMU's ``metadata["accepted_answers"]``; `normalize_answer`
+gives the key majority / weighted voting group by. Control characters that JSON left in LaTeX
+("\\x0crac" for "\\frac") are repaired on every input (`vlprm.answer_rules`).
+`python -m vlprm.answers --check FILE.jsonl` measures agreement with known verdicts
+(`vlprm.answer_check`).
 
 math-verify (and sympy behind it) is imported lazily: importing this module stays cheap.
 """
@@ -27,6 +34,7 @@ from typing import Any, Sequence
 
 from vlprm.answer_rules import (
     NUMBER_WORD_RE,
+    COPULA_RE,
     NUMBER_WORDS,
     after_last_copula,
     clauses,
@@ -453,9 +461,11 @@ def extract_answer(text: str | None, options: Sequence[str] | None = None, answe
 
     Order: the last ``\\boxed{}``; else the last "answer is ..." / "Answer: ..." /
     "final answer: ..." / "Option C is correct" phrase (going back to an earlier phrase if
-    the last one does not hold an answer of the expected kind); else the last line, if it is
-    a bare answer (an option letter, an option's text, or, for numeric types, a line with
-    exactly one number); else the whole text, if it is one short line.
+    the last one does not hold an answer of the expected kind); else the last line: a bare
+    answer (an option letter or text, a number), or, if it ends a sentence, what its last
+    clause concludes (the value after "is" / "=", "a 5-metre rope" -> "5", the one option it
+    names, not counting negated ones: "not a triangle but a circle"); else the whole text, if
+    it is one short line. Text answers get the concluding sentence, compared by `is_correct`.
 
     With options (or answer_type "multiple_choice") the result is an option letter when the
     answer is written as one ("(B)", "B.", "B)", "**B**", "b") or as an option's text
@@ -571,8 +581,6 @@ def _pick_after_copula(clause: str, candidates: list[tuple[int, str]]) -> list[s
     """The candidates the clause's conclusion names: the first after the last copula that has
     any after it ("4 * 6 = 24" -> 24, "the perimeter is 18 and the area is 20" -> 20); all of
     them when no copula is followed by a value."""
-    from vlprm.answer_rules import COPULA_RE
-
     for m in reversed(list(COPULA_RE.finditer(_MATH_SEG_RE.sub(lambda g: " " * len(g.group(0)), clause)))):
         after = [v for pos, v in candidates if pos >= m.end()]
         if after:
@@ -599,6 +607,7 @@ def _value_in_sentence(sentence: str, answer_type: str | None, single_only: bool
     return None
 
 
+_OPTION_LABEL_RE = re.compile(r"(?:^|[\s(\[])([A-Z])(?:[)\]]|[.:](?=\s))")
 _NEGATED_RE = re.compile(r"\b(?:not|no|never|rather\s+than|instead\s+of|except)\s+(?:(?:a|an|the)\s+)?$", re.I)
 
 
@@ -633,8 +642,8 @@ def _choice_in_sentence(sentence: str, options: Sequence[str] | None) -> str | N
     """The option a concluding sentence names, from its last clause that names any ("Each ticket
     costs $4, so the cost comes to $12." -> the option "$12"), preferring what follows "is";
     None if that still names two different options ("It could be red or green.")."""
-    if not options:
-        return None
+    if not options or len(set(_OPTION_LABEL_RE.findall(sentence))) >= 2:
+        return None  # "The options are A) 2, B) 4, C) 6." lists options, it chooses none
     for clause in reversed(clauses(sentence)):
         found = _mentioned_options(clause, options)
         if not found:
@@ -841,13 +850,19 @@ def _sentence_states(pred: str, gold: str) -> bool:
     letter = _SINGLE_LETTER_RE.match(gold)
     if letter:
         return named_letters(pred) == {letter.group(1).upper()}
-    if _LIST_RE.fullmatch(gold):
-        lists = _LIST_RE.findall(pred)
-        return bool(lists) and [_to_float(x) for x in re.findall(_NUM_BODY, lists[-1])] == [
-            _to_float(x) for x in re.findall(_NUM_BODY, gold)]
     parts = clauses(final_sentence(pred))
     tail = after_last_copula(parts[-1]) if parts else None
+    if _LIST_RE.fullmatch(gold):
+        # The last bracketed list, else a bare run of numbers after "is"/"are": "3 and 5".
+        bare = [t for t in (after_last_copula(final_sentence(pred)), pred)
+                 if t and re.fullmatch(r"[-\d\s,.;]+(?:and\s+-?[\d.]+)?", t)]
+        lists = _LIST_RE.findall(pred) or bare
+        return bool(lists) and _numbers(lists[-1]) == _numbers(gold)
     return bool(tail) and normalize_text(tail) == normalize_text(gold)
+
+
+def _numbers(s: str) -> list[float]:
+    return [_to_float(x) for x in re.findall(rf"-?{_NUM_BODY}", s)]
 
 
 def _repaired(options: Sequence[str] | None) -> list[str] | None:

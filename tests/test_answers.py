@@ -416,6 +416,8 @@ def test_issue14_classes(output, options, answer_type, gold, correct, metadata):
         ("So $AB = 4\\sqrt{3}$ cm.", "expression", "4\\sqrt{3}"),
         ("The missing number is 3 because 1 + 2 = 3.", "integer", "3"),
         ("Step 1: Look at the figure.\nStep 2: It shows a", "integer", None),
+        ("Therefore, $\\angle BOC = 2 \\times 40^\\circ = 80^\\circ$.", "integer", "80^\\circ"),
+        ("Hence $x = 3$ and $y = 4$.", "integer", None),
     ],
 )
 def test_final_sentence_value(text, answer_type, expected):
@@ -427,6 +429,14 @@ def test_final_sentence_option_needs_a_finished_sentence():
     assert extract_answer("Step 1: The colours go red, green, blue, red, green.\nStep 2: The", COLOURS4,
                           "multiple_choice") is None
     assert extract_answer("After toggling, the last bulb remains blue.", COLOURS4, "multiple_choice") == "C"
+
+
+def test_final_sentence_names_an_option_by_label_or_in_an_answer_phrase():
+    letters = ["A", "B", "C", "D", "E"]  # MathVision: the options are pictures
+    assert extract_answer("Misty's kittens are grey like her, which matches picture D.", letters,
+                          "multiple_choice") == "D"
+    assert extract_answer("So the correct choice is the second one, 6.", ["4", "6", "8"], "multiple_choice") == "B"
+    assert extract_answer("Step 2: The options are A) 2, B) 4, C) 6.", ["2", "4", "6"], "multiple_choice") is None
 
 
 def test_accepted_answers_on_a_problem():

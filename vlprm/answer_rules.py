@@ -188,6 +188,9 @@ _LABEL_WORDS = (
 )
 _LABEL_RE = re.compile(rf"\b(?:{_LABEL_WORDS})(?:\s+\(?([A-Za-z])\)?|\s*\(([A-Za-z])\))(?![\w'’])", re.I)
 _BRACKET_LETTER_RE = re.compile(r"[\(\[]([A-Za-z])[\)\]]")
+# Words that name a multiple-choice option by its letter: "picture D", "option (B)".
+CHOICE_LABEL_RE = re.compile(
+    r"\b(?i:option|choice|answer|picture|figure|image|graph|diagram|panel)\s+\(?([A-Z])\)?(?![\w'’])")
 
 
 def named_letters(s: str) -> set[str]:

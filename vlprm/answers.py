@@ -33,8 +33,9 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from vlprm.answer_rules import (
-    NUMBER_WORD_RE,
+    CHOICE_LABEL_RE,
     COPULA_RE,
+    NUMBER_WORD_RE,
     NUMBER_WORDS,
     after_last_copula,
     clauses,
@@ -437,7 +438,8 @@ def _from_span(span: str, options: Sequence[str] | None, answer_type: str | None
     if not sentence:
         return None, False
     if mc:
-        letter = _resolve_choice(sentence, options, mc) or _find_option_in(span, options)
+        letter = (_resolve_choice(sentence, options, mc) or _find_option_in(span, options)
+                  or _choice_in_sentence(sentence, options))
         if letter is not None:
             return letter, True
         return sentence, False
@@ -563,7 +565,8 @@ def _value_candidates(text: str, number_words: bool) -> list[tuple[int, str]]:
         masked[m.start():m.end()] = " " * (m.end() - m.start())
 
     for m in _MATH_SEG_RE.finditer(text):
-        inner = _LHS_RE.sub("", (m.group(1) or m.group(2)).strip()).strip()
+        # "$\\angle BOC = 2 \\times 40^\\circ = 80^\\circ$": a chain concludes after its last "=".
+        inner = re.split(r"(?<![<>!\\])=", (m.group(1) or m.group(2)))[-1].strip()
         if inner and (_parse_number(inner) is not None or _looks_latex(inner)):
             take(m, inner)
     rest = "".join(masked)
@@ -616,7 +619,7 @@ def _mentioned_options(text: str, options: Sequence[str]) -> list[tuple[int, str
     whole words ("purple", "it decreases"), or an option's value ("$12", "60 degrees",
     "$4\\sqrt{3}$ m"). Negated mentions ("not a triangle") do not count."""
     found: list[tuple[int, str]] = []
-    for m in re.finditer(r"[\(\[]([A-Z])[\)\]]", text):
+    for m in (*re.finditer(r"[\(\[]([A-Z])[\)\]]", text), *CHOICE_LABEL_RE.finditer(text)):
         if _letter_in_range(m.group(1), options):
             found.append((m.start(), m.group(1)))
     low = text.lower()

@@ -480,7 +480,7 @@ def test_binary_search_run_matches_truth_and_costs_less(puzzles, tmp_path):
 
 
 def test_shards_merge_to_the_unsharded_export(puzzles, tmp_path):
-    from vlprm.synthesis.pipeline import merge_shards
+    from vlprm.synthesis.merge import merge_shards
 
     full = make_run(puzzles, tmp_path / "full")
     full.run()
@@ -488,9 +488,11 @@ def test_shards_merge_to_the_unsharded_export(puzzles, tmp_path):
     for i in range(3):
         s = make_run(puzzles, tmp_path / "sharded", "--shard", f"{i}/3")
         s.run()
-        assert s.out == tmp_path / "sharded" / "shards" / f"{i}-of-3"
+        assert s.out == tmp_path / "sharded"  # one run dir; each shard job writes its own files
         sizes.append(len(s.problems))
     assert sum(sizes) == 6 and max(sizes) < 6
+    assert sorted(p.name for p in (tmp_path / "sharded").glob("rollouts*.jsonl")) == [
+        f"rollouts.shard{i}of3.jsonl" for i in range(3) if sizes[i]]
     merge_shards(tmp_path / "sharded")
     merged = tmp_path / "sharded" / "export" / "prm.jsonl"
     assert merged.read_bytes() == (full.out / "export" / "prm.jsonl").read_bytes()

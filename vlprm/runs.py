@@ -239,7 +239,10 @@ _FMT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def setup_logging(level: int = logging.INFO) -> None:
-    """Console logging for an entry point: short lines for vlprm, third-party repeats once."""
+    """Console logging for an entry point: short lines, a third-party message shown once, and
+    vLLM logging through the same handlers (not its own) so that rule and RUN/logs/run.log
+    cover it too."""
+    os.environ.setdefault("VLLM_CONFIGURE_LOGGING", "0")
     root = logging.getLogger()
     if not any(getattr(h, "vlprm_console", False) for h in root.handlers):
         h = _Stderr()
@@ -249,14 +252,6 @@ def setup_logging(level: int = logging.INFO) -> None:
         root.addHandler(h)
     root.setLevel(min(root.level or level, level))
     logging.getLogger("vlprm").setLevel(level)
-    quiet_repeats("vllm")
-
-
-def quiet_repeats(logger_name: str) -> None:
-    """Show a library's repeated warnings once on its own handlers (vLLM logs through its own)."""
-    for h in logging.getLogger(logger_name).handlers:
-        if _ONCE not in h.filters:
-            h.addFilter(_ONCE)
 
 
 def attach_run_log(run_dir: str | os.PathLike) -> Path:

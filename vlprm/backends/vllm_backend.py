@@ -51,9 +51,6 @@ def get_engine(model: str, **engine_kwargs):
             os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         from vllm import LLM
 
-        from vlprm.runs import quiet_repeats
-
-        quiet_repeats("vllm")  # a repeated vLLM warning shows once
         t0 = time.time()
         _ENGINES[key] = LLM(model=model, **engine_kwargs)
         _ENGINES[key].vlprm_start_seconds = time.time() - t0

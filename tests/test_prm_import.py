@@ -109,3 +109,30 @@ def test_prm_config_writes_the_dataset_settings_into_a_checkpoint(tmp_path, caps
     assert prm_config_main(["--out", str(ckpt), "--step-suffix", "", "--force"]) == 0
     assert resolve_prm_settings(ckpt).step_suffix == "" and resolve_prm_settings(ckpt).system_prompt == SYSTEM
     assert prm_config_main(["--from-dataset", str(tmp_path), "--out", str(ckpt)]) == 2  # not an imported dir
+
+
+@pytest.mark.slow
+def test_training_on_an_imported_set_records_its_settings_and_scores_with_them(tmp_path, tiny_model_dir):
+    """The trainer takes the data's own format (prompt, "\\n\\n" suffix) and records it: the
+    checkpoint scores with it, and prm-config from the dataset would write the same."""
+    from vlprm.prm.scorer import HFScorer
+    from vlprm.training.main import parse_args
+    from vlprm.training.run import train_prm
+
+    data = import_prm_data(write_vlprm_parquet(tmp_path), tmp_path / "data", "vl-prm").out
+    out = tmp_path / "ckpt"
+    cfg, args = parse_args([
+        "--model_name_or_path", str(tiny_model_dir), "--dataset", str(data), "--output_dir", str(out),
+        "--min_pixels", str(4 * 28 * 28), "--max_pixels", str(16 * 28 * 28), "--num_train_epochs", "1",
+        "--per_device_train_batch_size", "2", "--save_strategy", "no", "--eval_strategy", "no", "--report_to", "none",
+        "--use_cpu", "true", "--dataloader_num_workers", "0", "--disable_tqdm", "true"])
+    assert train_prm(cfg, args)["train_samples"] == 3
+    got = read_settings(out)
+    assert (got.system_prompt, got.step_suffix, got.max_pixels) == (SYSTEM, SUFFIX, 16 * 28 * 28)
+    from_data = read_settings(data)
+    assert (from_data.system_prompt, from_data.step_suffix) == (got.system_prompt, got.step_suffix)
+    scorer = HFScorer(out)
+    assert scorer.settings == got
+    row = PRMSample.from_dict(_rows(data)[0])
+    row.images = [str(data / p) for p in row.images]
+    assert scorer.score([row])[0].ok

@@ -113,6 +113,14 @@ def test_inline_api_key_in_a_config_is_refused_and_never_saved(tmp_path):
     assert proc.returncode == 2
     assert "judge.backend_kwargs.api_key" in line and "api_key_env" in line and KEY not in line
     assert not (tmp_path / "run").exists()
+    # The key given where the variable's name belongs is refused the same way.
+    from vlprm.config import load_config
+    from vlprm.synthesis.config import SynthesisConfig
+
+    with pytest.raises(ConfigError) as e:
+        load_config(SynthesisConfig, None, ["--judge.api_key_env", KEY])
+    assert str(e.value) == ("judge.api_key_env: give the name of the environment variable that holds the key, "
+                            "not the key itself (a config is saved with the run)")
 
 
 # --------------------------------------------------------------------------- config mistakes

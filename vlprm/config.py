@@ -133,6 +133,9 @@ def build_dataclass(cls: type[T], data: dict, where: str = "") -> T:
     if not isinstance(data, dict):
         raise ConfigError(f"{where or 'config'} must be a mapping of {cls.__name__} keys, got {data!r}")
     inline = inline_secret_keys(data, where)
+    if inline and inline[0].endswith("_env"):
+        raise ConfigError(f"{inline[0]}: give the name of the environment variable that holds the key, not the "
+                          "key itself (a config is saved with the run)")
     if inline:
         raise ConfigError(f"{inline[0]}: a secret is never written in a config (it would be saved with the "
                           "run); put it in an environment variable and name that variable with api_key_env")
@@ -251,6 +254,13 @@ def load_config(cls: type[T], path: str | os.PathLike | None = None, overrides: 
     cfg = build_dataclass(cls, data)
     validate = getattr(cfg, "validate", None)
     return validate() if callable(validate) else cfg
+
+
+def option(default: Any, help: str):
+    """A config dataclass field with its `--help` text (a list / dict default is copied per instance)."""
+    if isinstance(default, (list, dict)):
+        return dataclasses.field(default_factory=lambda d=default: type(d)(d), metadata={"help": help})
+    return dataclasses.field(default=default, metadata={"help": help})
 
 
 def config_help(cls: type) -> str:

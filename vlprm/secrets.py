@@ -80,13 +80,23 @@ def is_secret_key(name: str) -> bool:
     return bool(_SECRET_KEY_RE.match(str(name)))
 
 
+def _key_in_env_field(name: str, value: Any) -> bool:
+    """An `*_env` field (which names a variable) given the key itself, e.g. api_key_env: sk-..."""
+    return str(name).endswith("_env") and isinstance(value, str) and bool(value) and (
+        not _ENV_NAME.fullmatch(value) or bool(_PATTERNS[2].fullmatch(value)))
+
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
 def inline_secret_keys(data: Any, where: str = "") -> list[str]:
-    """Dotted names of the keys in a config mapping that hold a secret written inline."""
+    """Dotted names of the keys in a config mapping that hold a secret written inline (a secret
+    key with a value, or an `*_env` key given something other than a variable name)."""
     found: list[str] = []
     if isinstance(data, dict):
         for k, v in data.items():
             name = f"{where}{k}"
-            if is_secret_key(k) and isinstance(v, str) and v.strip():
+            if (is_secret_key(k) and isinstance(v, str) and v.strip()) or _key_in_env_field(k, v):
                 found.append(name)
             else:
                 found += inline_secret_keys(v, name + ".")

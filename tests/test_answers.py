@@ -418,6 +418,7 @@ def test_issue14_classes(output, options, answer_type, gold, correct, metadata):
         ("Step 1: Look at the figure.\nStep 2: It shows a", "integer", None),
         ("Therefore, $\\angle BOC = 2 \\times 40^\\circ = 80^\\circ$.", "integer", "80^\\circ"),
         ("Hence $x = 3$ and $y = 4$.", "integer", None),
+        ("The peak is in the year 1960, when the value is about 75.", "integer", "1960"),
     ],
 )
 def test_final_sentence_value(text, answer_type, expected):
@@ -437,6 +438,8 @@ def test_final_sentence_names_an_option_by_label_or_in_an_answer_phrase():
                           "multiple_choice") == "D"
     assert extract_answer("So the correct choice is the second one, 6.", ["4", "6", "8"], "multiple_choice") == "B"
     assert extract_answer("Step 2: The options are A) 2, B) 4, C) 6.", ["2", "4", "6"], "multiple_choice") is None
+    ohms = ["$30 \\Omega$", "$60 \\Omega$", "$90 \\Omega$"]
+    assert extract_answer("Two 120-ohm resistors in parallel give 60 ohms.", ohms, "multiple_choice") == "B"
 
 
 def test_accepted_answers_on_a_problem():
@@ -538,7 +541,7 @@ def _overall(stdout: str) -> float:
     return agree / total
 
 
-@pytest.mark.parametrize("name", ["cases.jsonl", "holdout.jsonl"])
+@pytest.mark.parametrize("name", ["cases.jsonl", "holdout.jsonl", "holdout2.jsonl"])
 def test_check_tool_agreement_on_case_sets(name):
     out = _run_check(CASE_DIR / name, "--min", "0.95")
     assert out.returncode == 0, out.stdout + out.stderr

@@ -102,6 +102,19 @@ def clauses(sentence: str) -> list[str]:
     return [c.strip() for c in out if c.strip()]
 
 
+# A clause opened by one of these sets the scene ("Since 180 - 60 = 120, ...", "..., when the
+# value is about 75"); the conclusion is in another clause when there is one.
+_SUBORDINATE_RE = re.compile(
+    r"^(?:when|where|while|whereas|although|though|if|unless|since|because|as|before|after|given|assuming)\b", re.I)
+
+
+def conclusion_order(sentence: str) -> list[str]:
+    """The sentence's clauses in the order to look for its conclusion: main clauses from the
+    last, then subordinate ones from the last."""
+    parts = clauses(sentence)[::-1]
+    return [c for c in parts if not _SUBORDINATE_RE.match(c)] + [c for c in parts if _SUBORDINATE_RE.match(c)]
+
+
 def _depth(s: str) -> int:
     return sum(s.count(o) - s.count(c) for o, c in ("()", "[]", "{}"))
 
@@ -140,7 +153,7 @@ _UNIT_NAMES = (
     "m|cm|mm|km|nm|um|μm|µm|ft|in|inch|inches|yd|mi|mile|miles|kg|g|mg|lb|lbs|oz|t|s|sec|ms|min|mins|h|hr|hrs|"
     "N|kN|J|kJ|W|kW|V|mV|A|mA|Hz|kHz|MHz|Pa|kPa|MPa|atm|mol|L|mL|K|C|F|cal|kcal|eV|dB|rad|deg|degree|degrees|"
     "meter|meters|metre|metres|second|seconds|minute|minutes|hour|hours|day|days|year|years|unit|units|"
-    "dollar|dollars|cent|cents|percent|Ω|ohm|ohms"
+    "dollar|dollars|cent|cents|percent|Ω|ohm|ohms|\\\\Omega|\\\\mu\\s*m"
 )
 _UNIT_TOKEN = rf"(?:{_UNIT_NAMES})(?:\s*\^\s*\{{?-?\d\}}?|[²³])?"
 _UNIT_PRODUCT = rf"{_UNIT_TOKEN}(?:\s*(?:/|\\cdot|\\,|\s)\s*{_UNIT_TOKEN})*"

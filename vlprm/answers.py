@@ -38,7 +38,7 @@ from vlprm.answer_rules import (
     NUMBER_WORD_RE,
     NUMBER_WORDS,
     after_last_copula,
-    clauses,
+    conclusion_order,
     core_value,
     final_sentence,
     is_complete,
@@ -599,7 +599,7 @@ def _value_in_sentence(sentence: str, answer_type: str | None, single_only: bool
         cands = _value_candidates(sentence, number_words=False)
         return cands[0][1] if len(cands) == 1 else None
     words = answer_type in NUMERIC_TYPES
-    for clause in reversed(clauses(sentence)):
+    for clause in conclusion_order(sentence):
         cands = _value_candidates(clause, number_words=words)
         if not cands:
             continue
@@ -647,7 +647,7 @@ def _choice_in_sentence(sentence: str, options: Sequence[str] | None) -> str | N
     None if that still names two different options ("It could be red or green.")."""
     if not options or len(set(_OPTION_LABEL_RE.findall(sentence))) >= 2:
         return None  # "The options are A) 2, B) 4, C) 6." lists options, it chooses none
-    for clause in reversed(clauses(sentence)):
+    for clause in conclusion_order(sentence):
         found = _mentioned_options(clause, options)
         if not found:
             continue
@@ -853,8 +853,8 @@ def _sentence_states(pred: str, gold: str) -> bool:
     letter = _SINGLE_LETTER_RE.match(gold)
     if letter:
         return named_letters(pred) == {letter.group(1).upper()}
-    parts = clauses(final_sentence(pred))
-    tail = after_last_copula(parts[-1]) if parts else None
+    parts = conclusion_order(final_sentence(pred))
+    tail = after_last_copula(parts[0]) if parts else None
     if _LIST_RE.fullmatch(gold):
         # The last bracketed list, else a bare run of numbers after "is"/"are": "3 and 5".
         bare = [t for t in (after_last_copula(final_sentence(pred)), pred)

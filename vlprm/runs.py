@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["RunError", "in_shard", "parse_shard", "shard_tag", "stage_files", "read_stage", "failed_record",
            "is_failed", "is_done", "classify_error", "chunks", "StageSummary", "format_summary",
-           "skipped_entries", "write_skipped", "attach_run_log", "setup_logging", "cli_main"]
+           "skipped_entries", "write_skipped", "prepare_run_dir", "attach_run_log", "setup_logging", "cli_main"]
 
 
 class RunError(RuntimeError):
@@ -252,6 +252,20 @@ def setup_logging(level: int = logging.INFO) -> None:
         root.addHandler(h)
     root.setLevel(min(root.level or level, level))
     logging.getLogger("vlprm").setLevel(level)
+    from vlprm.secrets import install_log_redaction
+
+    install_log_redaction()  # no configured secret reaches a console or a log file
+
+
+def prepare_run_dir(run_dir: str | os.PathLike, key: str) -> Path:
+    """Check the run dir (one line naming `key` when it is a file, unwritable or on a full
+    disk), create it and send the full log to RUN/logs/run.log."""
+    from vlprm.paths import check_output_dir
+
+    run_dir = check_output_dir(run_dir, key)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    attach_run_log(run_dir)
+    return run_dir
 
 
 def attach_run_log(run_dir: str | os.PathLike) -> Path:
@@ -266,6 +280,9 @@ def attach_run_log(run_dir: str | os.PathLike) -> Path:
     h.setFormatter(logging.Formatter(_FMT))
     h.vlprm_run_log = str(path)  # type: ignore[attr-defined]
     root.addHandler(h)
+    from vlprm.secrets import install_log_redaction
+
+    install_log_redaction()
     return path
 
 

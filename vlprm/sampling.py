@@ -12,11 +12,12 @@ policy with the same settings: unset sampling keys take the defaults of the mode
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from vlprm.backends.base import ChatRequest, SamplingConfig
 from vlprm.config import ConfigError
+from vlprm.config import option as _opt  # a field with its --help text
 from vlprm.data.schema import Problem
 from vlprm.data.store import stable_seed
 from vlprm.prompts import build_policy_messages
@@ -47,12 +48,6 @@ def policy_family(model: str, family: str = "auto") -> str:
         except json.JSONDecodeError:
             pass
     return "default"
-
-
-def _opt(default, help: str):
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda d=default: type(d)(d), metadata={"help": help})
-    return field(default=default, metadata={"help": help})
 
 
 @dataclass

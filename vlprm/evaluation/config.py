@@ -16,7 +16,7 @@ from pathlib import Path
 from vlprm.config import ConfigError
 from vlprm.data.store import parse_shard
 from vlprm.evpv.config import EVPVConfig
-from vlprm.sampling import POLICY_FAMILIES, PolicyConfig, policy_family  # noqa: F401 (re-exported)
+from vlprm.sampling import PolicyConfig
 
 MODES = ("tts", "processbench")
 STAGES = ("sample", "score", "search", "metrics")

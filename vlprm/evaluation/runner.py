@@ -36,8 +36,8 @@ from vlprm.evaluation.sample import record_id, stage_sample
 from vlprm.evaluation.scoring import check_prm_fingerprint, prm_fingerprint, stage_score
 from vlprm.evaluation.search_stage import search_stem, stage_search
 from vlprm.evaluation.tables import compute_metrics, metrics_table
-from vlprm.runs import (StageSummary, attach_run_log, failed_entries, format_summary, read_stage, stage_file,
-                        write_skipped)
+from vlprm.runs import (StageSummary, failed_entries, format_summary, prepare_run_dir, read_stage,
+                        stage_file, write_skipped)
 
 log = logging.getLogger(__name__)
 
@@ -135,9 +135,7 @@ def run(cfg: EvalConfig) -> dict:
     from vlprm.config import to_yaml
 
     t0 = time.time()
-    run_dir = Path(cfg.output_root) / cfg.name()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    attach_run_log(run_dir)
+    run_dir = prepare_run_dir(Path(cfg.output_root) / cfg.name(), "output_root")
     (run_dir / "config.yaml").write_text(to_yaml(cfg))
     log.info("run dir: %s", run_dir)
     summary: dict[str, Any] = {"run_dir": str(run_dir), "shard": cfg.shard}

@@ -7,19 +7,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
 
 from vlprm.config import ConfigError
+from vlprm.config import option as _opt  # a field with its --help text
 from vlprm.data.store import parse_shard
 from vlprm.sampling import PolicyConfig
 
 STAGES = ("rollouts", "mc", "judge", "combine", "export")
-
-
-def _opt(default: Any, help: str):
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda d=default: type(d)(d), metadata={"help": help})
-    return field(default=default, metadata={"help": help})
 
 
 @dataclass

@@ -30,10 +30,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from vlprm.data.schema import Problem, Solution
-from vlprm.runs import (RunError, StageSummary, attach_run_log, failed_entries, format_summary, image_cache_dir,
-                        in_shard,
-                        parse_shard, read_stage, shard_tag, skipped_entries, stage_file, stage_files,
-                        write_skipped)
+from vlprm.runs import (RunError, StageSummary, failed_entries, format_summary, image_cache_dir, in_shard,
+                        parse_shard, prepare_run_dir, read_stage, shard_tag, skipped_entries, stage_file,
+                        stage_files, write_skipped)
 from vlprm.synthesis.config import STAGES, SynthesisConfig
 
 log = logging.getLogger(__name__)
@@ -97,8 +96,7 @@ class Synthesis:
         self.cfg = cfg.validate()
         self.shard = parse_shard(cfg.shard)
         self.tag = shard_tag(cfg.shard)
-        self.out = Path(cfg.out)
-        self.out.mkdir(parents=True, exist_ok=True)
+        self.out = prepare_run_dir(cfg.out, "out")
         check_layout(self.out)
         self.summaries: list[StageSummary] = []
         self.skipped: list[dict] = []
@@ -245,7 +243,6 @@ class Synthesis:
         from vlprm.config import to_yaml
 
         t_all = time.time()
-        attach_run_log(self.out)
         (self.out / f"config{self.tag}.yaml").write_text(to_yaml(self.cfg), encoding="utf-8")
         self.load_problems()
         for name in STAGES:

@@ -100,7 +100,8 @@ class FakeOpenAIServer:
                 self._json(200, {"id": "fake", "object": "chat.completion", "created": 0, "model": model,
                                  "choices": [{"index": i, "finish_reason": "stop",
                                               "message": {"role": "assistant", "content": text}} for i in range(n)],
-                                 "usage": {"prompt_tokens": 10, "completion_tokens": 20 * n, "total_tokens": 10 + 20 * n}})
+                                 "usage": {"prompt_tokens": 10, "completion_tokens": 20 * n,
+                                           "total_tokens": 10 + 20 * n}})
 
             def _json(self, status: int, obj: dict) -> None:
                 data = json.dumps(obj).encode()

@@ -503,7 +503,8 @@ def _puzzles_with_bad_records(root: Path) -> dict[str, str]:
     bad = {"missing_image": ({**good, "image": "no_such.png"}, "image file not found"),
            "zero_byte_image": ({**good, "image": "empty.png"}, "corrupt image"),
            "corrupt_image": ({**good, "image": "corrupt.png"}, "corrupt image"),
-           "missing_field": ({k: v for k, v in good.items() if k != "question"}, "missing required field(s) 'question'"),
+           "missing_field": ({k: v for k, v in good.items() if k != "question"},
+                             "missing required field(s) 'question'"),
            "wrong_type": ({**good, "question": 42}, "field 'question' must be text, got int 42")}
     lines = f.read_text().splitlines()
     for rid, (rec, _) in bad.items():

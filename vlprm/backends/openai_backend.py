@@ -254,7 +254,8 @@ class OpenAIGenerator(Generator):
                 time.sleep(delay if left is None else max(0.0, min(delay, left)))
         spent = time.monotonic() - start
         limit = f"; deadline {self.deadline:g} s" if self.deadline is not None else ""
-        return None, redact(f"{last} from {where} after {attempts} attempt{'s' if attempts != 1 else ''} in {spent:.1f} s "
+        tries = f"{attempts} attempt{'s' if attempts != 1 else ''}"
+        return None, redact(f"{last} from {where} after {tries} in {spent:.1f} s "
                             f"(timeout {self.timeout:g} s per attempt, max_retries {self.max_retries}{limit})")
 
     def _time_left(self, start: float) -> float | None:

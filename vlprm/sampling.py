@@ -18,9 +18,11 @@ from pathlib import Path
 from vlprm.backends.base import ChatRequest, SamplingConfig
 from vlprm.config import ConfigError
 from vlprm.config import option as _opt  # a field with its --help text
-from vlprm.data.schema import Problem
+from vlprm.answers import check_answer, extract_answer
+from vlprm.data.schema import Problem, Solution, solution_id
 from vlprm.data.store import stable_seed
 from vlprm.prompts import build_policy_messages
+from vlprm.steps import split_steps
 
 # Sampling defaults per policy family (what the model cards / papers use).
 POLICY_FAMILIES: dict[str, dict] = {
@@ -102,3 +104,15 @@ def rollout_request(problem: Problem, *, style: str = "structured", seed: int = 
     from (global seed, problem id), so a resumed or sharded run samples the same solutions."""
     return ChatRequest(messages=build_policy_messages(problem, style), seed=stable_seed(seed, problem.id),
                        id=problem.id)
+
+
+def parse_solution(problem: Problem, index: int, text: str, *, policy: str, style: str = "structured",
+                   max_steps: int | None = None, seed: int | None = None, finish_reason: str | None = None,
+                   num_tokens: int | None = None) -> Solution:
+    """A policy output as a `Solution`: steps, final answer, correctness."""
+    steps = split_steps(text, style, max_steps=max_steps)
+    answer = extract_answer(text, options=problem.options, answer_type=problem.answer_type)
+    correct = answer is not None and check_answer(answer, problem, extract=False)
+    return Solution(id=solution_id(problem.id, index), problem_id=problem.id, policy=policy, text=text,
+                    steps=steps, final_answer=answer, correct=correct, seed=seed,
+                    metadata={"index": index, "finish_reason": finish_reason, "num_tokens": num_tokens})

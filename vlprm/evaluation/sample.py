@@ -48,7 +48,7 @@ def candidate_solutions(rec: dict) -> list[Solution]:
 
 def sample_record(bench: str, problem, result, cfg: "EvalConfig") -> dict[str, Any]:
     """The candidates record of one problem's generation result."""
-    from vlprm.synthesis.rollouts import parse_solution
+    from vlprm.sampling import parse_solution
 
     p = cfg.policy
     rec: dict[str, Any] = {"id": record_id(bench, problem), "problem_id": str(problem.id), "benchmark": bench,

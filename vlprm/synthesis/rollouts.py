@@ -12,27 +12,13 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from vlprm.answers import check_answer, extract_answer
 from vlprm.backends.base import GenerationResult
 from vlprm.data.schema import Problem, Solution, solution_id
 from vlprm.data.store import stable_seed
 from vlprm.runs import classify_error
-from vlprm.sampling import rollout_request
-from vlprm.steps import split_steps
+from vlprm.sampling import parse_solution, rollout_request
 
 __all__ = ["classify_error", "rollout_request", "parse_solution", "rollout_records", "solutions_of"]
-
-
-def parse_solution(problem: Problem, index: int, text: str, *, policy: str, style: str = "structured",
-                   max_steps: int | None = None, seed: int | None = None, finish_reason: str | None = None,
-                   num_tokens: int | None = None) -> Solution:
-    """A policy output as a `Solution`: steps, final answer, correctness."""
-    steps = split_steps(text, style, max_steps=max_steps)
-    answer = extract_answer(text, options=problem.options, answer_type=problem.answer_type)
-    correct = answer is not None and check_answer(answer, problem, extract=False)
-    return Solution(id=solution_id(problem.id, index), problem_id=problem.id, policy=policy, text=text,
-                    steps=steps, final_answer=answer, correct=correct, seed=seed,
-                    metadata={"index": index, "finish_reason": finish_reason, "num_tokens": num_tokens})
 
 
 def rollout_records(problem: Problem, result: GenerationResult, n: int, *, policy: str, style: str,

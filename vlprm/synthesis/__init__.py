@@ -7,7 +7,10 @@ binary search), a VLM judge, label views combined from the evidence, and the exp
     judge.py      judge prompts' replies parsed, cached, batch files
     combine.py    label views (mc, soft, judge, hybrid, consensus) from stored evidence
     export.py     the PRM dataset on disk and the stats report
-    pipeline.py   the config dataclass and the stage runner (rollout_data_generation/run.py)
+    config.py     the run config (the policy section is vlprm.sampling.PolicyConfig)
+    stages.py     the rollouts and mc stages; judge_stage.py the judge stage
+    pipeline.py   the stage runner on the run layer (rollout_data_generation/run.py)
+    merge.py      combine + export over every shard's files (old-layout shard dirs joined first)
 
 Importing this package imports no heavy dependency.
 """

@@ -115,7 +115,7 @@ def stage_judge(syn: "Synthesis") -> StageSummary:
         in_path = batch_dir / "input.jsonl"
         J.write_batch_file(in_path, to_submit)
         if j.batch_runner == "vllm":
-            log.info(f"running vLLM's batch runner on {len(to_submit)} requests ({in_path})")
+            log.info("running vLLM's batch runner on %d requests (%s)", len(to_submit), in_path)
             run_out = batch_dir / "output.vllm.jsonl"
             J.run_vllm_batch(in_path, run_out, j.batch_model_path or j.model, j.model,
                              max_model_len=j.max_model_len, log_path=batch_dir / "run_batch.log")

@@ -183,6 +183,7 @@ def test_dead_engine_stops_the_synthesis_judge(tmp_path, sample_image):
     (["--evpv.weights.major", "1.5"], "major"),
     (["--evpv.verifier", "{backend: vlm, model: m}"], "evpv.verifier.backend"),
     (["--evpv.describer", "{backend: vllm}"], "evpv.describer"),
+    (["--evpv.verifier", "{backend: openai, model: m, base_ulr: http://x}"], "evpv.verifier.base_ulr"),
 ])
 def test_evpv_config_mistake_fails_when_the_eval_config_loads(override, message):
     """Before: `evpv` was a free dict, read only when scoring started (after sampling)."""

@@ -94,6 +94,18 @@ def request_key(request: ChatRequest, model: str, sampling: SamplingConfig, *ext
                        *extra)
 
 
+def read_json_reply(raw: str, read: Callable[[Any], dict | None], what: str, missing: str) -> Parsed:
+    """Parse a JSON reply and read its value with `read(value) -> fields | None`; a reply that is
+    not JSON, or whose value `read` rejects, is "unreadable {what}" (`missing`: what it lacked)."""
+    from vlprm.jsonparse import parse_json_reply
+
+    parsed = parse_json_reply(raw, expect=(dict, list))
+    fields = read(parsed.value) if parsed.ok else None
+    if fields is None:
+        return None, f"unreadable {what}: {parsed.error or f'no {missing} in the JSON'}", parsed.repairs
+    return fields, None, parsed.repairs
+
+
 class ReplyStore:
     """Records keyed by "key": an append-only JSONL file (resumable), or memory when path is None."""
 
@@ -135,29 +147,33 @@ class Call:
     key: str | None = None
 
 
+@dataclass
 class CachedCalls:
     """Ask `generator` what the store does not know yet; return one record per call.
 
     name: the stage ("describe", "verify", ...): request seeds derive from (seed, name, key)
     and counts go to `counts` as {name}_requests (asked now), {name}_cached (found),
     {name}_request_errors, {name}_failed (records used that are not ok) and
-    {name}_image_unreadable. missing_generator: what to tell the user when requests are not
-    cached and there is no generator.
+    {name}_image_unreadable. model: default the generator's. missing_generator: what to tell
+    the user when requests are not cached and there is no generator.
     """
 
-    def __init__(self, generator: Generator | None, store: ReplyStore, sampling: SamplingConfig, *, name: str,
-                 seed: int = 0, progress: bool = True, retry_failed: bool = False, counts: Counter | None = None,
-                 model: str | None = None, missing_generator: str = "pass a generator"):
-        self.generator = generator
-        self.store = store
-        self.sampling = sampling
-        self.name = name
-        self.seed = seed
-        self.progress = progress
-        self.retry_failed = retry_failed
-        self.counts = counts if counts is not None else Counter()
-        self.model = model if model is not None else (getattr(generator, "model", "") or "")
-        self.missing_generator = missing_generator
+    generator: Generator | None
+    store: ReplyStore
+    sampling: SamplingConfig
+    name: str
+    seed: int = 0
+    progress: bool = True
+    retry_failed: bool = False
+    counts: Counter | None = None
+    model: str | None = None
+    missing_generator: str = "pass a generator"
+
+    def __post_init__(self):
+        if self.counts is None:
+            self.counts = Counter()
+        if self.model is None:
+            self.model = getattr(self.generator, "model", "") or ""
 
     def key(self, call: Call) -> str:
         """The call's key (its own, or `request_key` with this stage's seed)."""

@@ -29,8 +29,59 @@ _SHARED = ("attn_implementation", "freeze_vision", "freeze_merger", "min_pixels"
 VLMTrainArguments = dataclasses.make_dataclass("VLMTrainArguments", [
     (f.name, f.type, field(default=f.default, default_factory=f.default_factory, metadata=f.metadata))
     for f in dataclasses.fields(PRMTrainConfig) if f.name in _SHARED])
-VLMTrainArguments.__doc__ = ("Model loading and adapter settings shared with PRM training (the rest is TRL's "
-                             "SFTConfig / DPOConfig).")
+VLMTrainArguments.__doc__ = "Model loading and adapter settings shared with PRM training."
+
+
+@dataclass
+class EVPVTrainArguments(VLMTrainArguments):
+    """Model, data and adapter settings of the EVPV SFT / DPO entry points (the rest is TRL's
+    SFTConfig / DPOConfig)."""
+
+    model_name_or_path: str = field(default="Qwen/Qwen2.5-VL-3B-Instruct",
+                                    metadata={"help": "Model to train (local dir or hub id)."})
+    dataset: str | None = field(default=None, metadata={
+        "help": "Dataset dir (data.jsonl, written by experiments.evpv.data_builders) or a JSONL file."})
+    eval_dataset: str | None = field(default=None, metadata={"help": "Validation data (same forms)."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Use at most this many rows."})
+
+
+def parse_args(config_cls: type, argv: list[str] | None):
+    """(EVPVTrainArguments, TRL config) from --config YAML + flags (CPU-safe defaults without a GPU)."""
+    from trl import TrlParser
+
+    parser = TrlParser((EVPVTrainArguments, config_cls))
+    script_args, training_args = parser.parse_args_and_config(args=cpu_defaults(argv))
+    if not script_args.dataset:
+        parser.error("--dataset is required (a dir written by experiments.evpv.data_builders, or a JSONL file)")
+    return script_args, training_args
+
+
+def load_model_and_processor(script_args, training_args):
+    """The model (PRM training's loading and LoRA: a peft model with --use_lora) and its processor."""
+    from vlprm.prm.format import load_prm_processor
+    from vlprm.training.run import load_model
+
+    processor = load_prm_processor(script_args.model_name_or_path, script_args.min_pixels, script_args.max_pixels)
+    return load_model(script_args, training_args), processor
+
+
+def train_and_save(trainer, processor, script_args, training_args, name: str, t0: float, **counts) -> str:
+    """Train, save (PRM training's `save_model`), write OUTPUT/{name}_summary.json; the saved dir."""
+    import json
+    import time
+    from pathlib import Path
+
+    from vlprm.training.run import save_model
+
+    result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    out = str(save_model(trainer, script_args, processor))
+    summary = {**counts, "steps": result.global_step, "train_loss": result.training_loss,
+               "lora": script_args.use_lora, "saved": out, "seconds": round(time.time() - t0, 1)}
+    Path(training_args.output_dir, f"{name}_summary.json").write_text(json.dumps(summary, indent=2))
+    what = ", ".join(f"{v} {k}" for k, v in counts.items())
+    print(f"{name}: {what}, {summary['steps']} steps, loss {summary['train_loss']:.4f}, saved to {out} "
+          f"in {summary['seconds']}s")
+    return out
 
 
 def to_hf_messages(messages: Sequence[dict], n_images: int) -> list[dict]:

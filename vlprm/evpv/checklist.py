@@ -17,8 +17,7 @@ from functools import partial
 from typing import Any, Sequence
 
 from vlprm.backends.base import ChatRequest
-from vlprm.cache import Call, CachedCalls, Parsed
-from vlprm.jsonparse import parse_json_reply
+from vlprm.cache import Call, CachedCalls, Parsed, read_json_reply
 from vlprm.prompts import build_evpv_extract_messages
 
 _TAG_RE = re.compile(r"[ \t]*\[\s*visual\s*:\s*(?P<body>[^\]\n]*)(?:\]|$)", re.IGNORECASE | re.MULTILINE)
@@ -179,11 +178,11 @@ def fallback_checklist(clean: Sequence[str], fallback: str) -> list[StepPremises
 
 def read_checklist(n_steps: int, raw: str) -> Parsed:
     """An extractor reply -> the fields of its cache record (premises per step), or an error."""
-    parsed = parse_json_reply(raw, expect=(dict, list))
-    per_step = parse_extractor_value(parsed.value, n_steps) if parsed.ok else None
-    if per_step is None:
-        return None, f"unreadable checklist: {parsed.error or 'no per-step premises in the JSON'}", parsed.repairs
-    return {"premises": per_step}, None, parsed.repairs
+    def read(value):
+        per_step = parse_extractor_value(value, n_steps)
+        return {"premises": per_step} if per_step is not None else None
+
+    return read_json_reply(raw, read, "checklist", "per-step premises")
 
 
 def _from_record(rec: dict, clean: Sequence[str], fallback: str, calls: CachedCalls) -> list[StepPremises]:

@@ -118,12 +118,14 @@ def check_role(role: str, spec: Mapping[str, Any] | None) -> None:
     """A role's {backend, model, ...} must name a known backend and a model (ConfigError if not)."""
     if not spec:
         return
-    from vlprm.backends import BACKENDS
+    from vlprm.backends import BACKENDS, check_backend_kwargs
 
     if not isinstance(spec, Mapping) or not spec.get("backend") or not spec.get("model"):
         raise ConfigError(f"evpv.{role} needs 'backend' and 'model' (got {spec!r}), or null for the shared generator")
     if spec["backend"] not in BACKENDS:
         raise ConfigError(f"evpv.{role}.backend must be one of {', '.join(BACKENDS)}, got {spec['backend']!r}")
+    check_backend_kwargs(spec["backend"], {k: v for k, v in spec.items() if k not in ("backend", "model")},
+                         f"evpv.{role}")
 
 
 def make_role_generator(spec: Mapping[str, Any] | None, shared):

@@ -15,11 +15,10 @@ from functools import partial
 from typing import Any, Mapping, Sequence
 
 from vlprm.backends.base import ChatRequest, Generator, SamplingConfig
-from vlprm.cache import Call, CachedCalls, Parsed, ReplyStore
+from vlprm.cache import Call, CachedCalls, Parsed, ReplyStore, read_json_reply
 from vlprm.evpv.checklist import step_index, strip_visual_tags
 from vlprm.evpv.description import ImageDescription
 from vlprm.evpv.gate import judge_to_unit
-from vlprm.jsonparse import parse_json_reply
 from vlprm.prm.format import PRMSample
 from vlprm.prm.scorer import StepScores
 from vlprm.prompts import EVPV_STEP_JUDGE_VERSION, build_evpv_step_judge_messages
@@ -68,11 +67,11 @@ def parse_step_verdicts(value: Any, n_steps: int) -> list[float | None] | None:
 
 def read_verdicts(n_steps: int, raw: str) -> Parsed:
     """A judge reply -> the fields of its cache record (a verdict per step), or an error."""
-    parsed = parse_json_reply(raw, expect=(dict, list))
-    verdicts = parse_step_verdicts(parsed.value, n_steps) if parsed.ok else None
-    if verdicts is None:
-        return None, f"unreadable verdicts: {parsed.error or 'no step verdicts in the JSON'}", parsed.repairs
-    return {"verdicts": verdicts}, None, parsed.repairs
+    def read(value):
+        verdicts = parse_step_verdicts(value, n_steps)
+        return {"verdicts": verdicts} if verdicts is not None else None
+
+    return read_json_reply(raw, read, "verdicts", "step verdicts")
 
 
 class StepJudgeScorer:

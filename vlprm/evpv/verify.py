@@ -21,10 +21,9 @@ from functools import partial
 from typing import Any, Protocol, Sequence, runtime_checkable
 
 from vlprm.backends.base import ChatRequest
-from vlprm.cache import Call, CachedCalls, Parsed
+from vlprm.cache import Call, CachedCalls, Parsed, read_json_reply
 from vlprm.config import ConfigError
 from vlprm.evpv.description import ImageDescription
-from vlprm.jsonparse import parse_json_reply
 from vlprm.prompts import build_evpv_verify_messages
 
 SEVERITIES = ("minor", "major", "critical")
@@ -290,13 +289,14 @@ class Verification:
 
 def read_verification(items: Sequence[tuple[int, Sequence[str]]], step: int | None, raw: str) -> Parsed:
     """A verifier reply -> the fields of its cache record (findings and counts), or an error."""
-    parsed = parse_json_reply(raw, expect=(dict, list))
-    reading = parse_verifier_value(parsed.value, items, default_step=step) if parsed.ok else None
-    if reading is None:
-        return None, f"unreadable verification: {parsed.error or 'no premise verdicts in the JSON'}", parsed.repairs
-    return ({"findings": [f.to_dict() for f in reading.findings], "n_entries": reading.n_entries,
-             "n_unattributed": reading.n_unattributed, "n_unknown_status": reading.n_unknown_status},
-            None, parsed.repairs)
+    def read(value):
+        reading = parse_verifier_value(value, items, default_step=step)
+        if reading is None:
+            return None
+        return {"findings": [f.to_dict() for f in reading.findings], "n_entries": reading.n_entries,
+                "n_unattributed": reading.n_unattributed, "n_unknown_status": reading.n_unknown_status}
+
+    return read_json_reply(raw, read, "verification", "premise verdicts")
 
 
 def run_verification(jobs: Sequence[VerifyJob], verifier: Any, calls: CachedCalls, *,

@@ -287,6 +287,9 @@ def test_benchmark_path_one_level_above_the_data_says_where_the_data_is(tmp_path
     assert f"the puzzle files are in {checkout / 'data'}: point the path there" in msg
     assert "config.json" in msg and "\n" not in msg
     assert len(load_benchmark("puzzlevqa", checkout / "data")) == 2
+    proc = _cli("synthesize", "--out", str(tmp_path / "run"), "--data.benchmark", "puzzlevqa",
+                "--data.path", str(checkout), "--progress", "false")
+    assert proc.returncode == 2 and _one_line_error(proc) == f"error: {msg}"
 
 
 # --------------------------------------------------------------------------- bad records

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from vlprm.answer_rules import repair_latex_controls
+from vlprm.config import ConfigError
 from vlprm.data.schema import Problem
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,11 @@ _SKIP_HINT = "Fix or remove the record, or pass on_error='skip' to skip bad reco
 
 class BenchmarkFormatError(ValueError):
     """A benchmark record is not in the expected released format (message says where and why)."""
+
+
+class BenchmarkNotFoundError(FileNotFoundError, ConfigError):
+    """The benchmark path holds no data in a layout the loader knows (the message says where the
+    files were expected). A ConfigError too: an entry point prints it as one line and exits 2."""
 
 
 class _RecordError(Exception):
@@ -374,7 +380,7 @@ def _is_local(path_or_hub_id: str | os.PathLike) -> bool:
         return True
     if re.fullmatch(r"[\w.-]+/[\w.-]+", p) and not p.startswith("."):
         return False  # looks like owner/name and no such local path: a hub id
-    raise FileNotFoundError(f"benchmark data not found: {p} does not exist (give the directory or file "
+    raise BenchmarkNotFoundError(f"benchmark data not found: {p} does not exist (give the directory or file "
                             "as released, or a datasets hub id like 'MMMU/MMMU')")
 
 
@@ -386,7 +392,7 @@ def _hub_rows(hub_id: str, split: str, config: str | None = None) -> list[dict]:
         args = (hub_id, config) if config else (hub_id,)
         ds = datasets.load_dataset(*args, split=split)
     except Exception as e:  # noqa: BLE001
-        raise FileNotFoundError(f"{hub_id!r} is not a local path, and loading it from the hub (config {config}, "
+        raise BenchmarkNotFoundError(f"{hub_id!r} is not a local path, and loading it from the hub (config {config}, "
                                 f"split {split}) failed: {e}. Pass an existing local path, or check the hub id "
                                 "and network") from e
     for name, feat in ds.features.items():
@@ -418,7 +424,7 @@ def _mmmu_files(root: Path, split: str) -> list[Path]:
     if not files:
         files = sorted(root.glob("*.parquet"))  # flat directory of parquet files
     if not files:
-        raise FileNotFoundError(f"no MMMU parquet files in {root} (expected {{Subject}}/{split}-*.parquet "
+        raise BenchmarkNotFoundError(f"no MMMU parquet files in {root} (expected {{Subject}}/{split}-*.parquet "
                                 "as in the MMMU/MMMU hub repo, or a flat directory of .parquet files)")
     return files
 
@@ -691,7 +697,7 @@ def _find_one(root: Path, patterns: list[str], name: str, split: str) -> list[Pa
         found = sorted(root.glob(pat))
         if found:
             return found
-    raise FileNotFoundError(f"no {name} {split!r} data in {root}: looked for {', '.join(patterns)}. "
+    raise BenchmarkNotFoundError(f"no {name} {split!r} data in {root}: looked for {', '.join(patterns)}. "
                             "Point to the directory as released or to the data file itself")
 
 
@@ -821,7 +827,7 @@ def _puzzle_files(root: Path) -> list[Path]:
         where = (f"; the puzzle files are in {', '.join(str(d) for d in below[:3])}: point the path there"
                  if below else "")
         other = f" (its JSON files {', '.join(f.name for f in files[:5])} are not puzzle records)" if files else ""
-        raise FileNotFoundError(f"no puzzle files in {root}{other}: expected JSON-lines files of puzzles "
+        raise BenchmarkNotFoundError(f"no puzzle files in {root}{other}: expected JSON-lines files of puzzles "
                                 f"(image, question, options, answer) directly in it, e.g. data/triangle.json as in "
                                 f"declare-lab/LLM-PuzzleTest{where}")
     for f in files:

@@ -142,6 +142,17 @@ def prm_meta(cfg: PRMTrainConfig, encoder) -> dict:
 
 def save_final(trainer, cfg: PRMTrainConfig, processor, encoder) -> Path:
     """Save a standard HF model + processor + vlprm_prm.json to output_dir (LoRA: merged)."""
+    out = save_model(trainer, cfg, processor)
+    if trainer.is_world_process_zero():
+        (out / PRM_META_FILE).write_text(json.dumps(prm_meta(cfg, encoder), indent=2) + "\n")
+    trainer.accelerator.wait_for_everyone()
+    return out
+
+
+def save_model(trainer, cfg, processor) -> Path:
+    """Save the trained model + processor to output_dir; with LoRA (cfg.use_lora) the adapter
+    goes to output_dir/adapter and is merged into a full model in output_dir unless
+    cfg.lora_merge_at_end is false. Used by PRM training and the EVPV SFT / DPO entry points."""
     out = Path(trainer.args.output_dir)
     unwrapped = trainer.accelerator.unwrap_model(trainer.model)
     cfg_obj = getattr(unwrapped, "config", None)
@@ -160,8 +171,6 @@ def save_final(trainer, cfg: PRMTrainConfig, processor, encoder) -> Path:
         trainer.save_model(str(out))
     if trainer.is_world_process_zero():
         processor.save_pretrained(out)
-        (out / PRM_META_FILE).write_text(json.dumps(prm_meta(cfg, encoder), indent=2) + "\n")
-    trainer.accelerator.wait_for_everyone()
     return out
 
 

@@ -4,6 +4,7 @@ and a broken judge at once:
 
     policy            a step-by-step solution ending in \\boxed{<answer>} (continuations too)
     noanswer          a solution with steps but no final answer
+    big               the policy's solution with a 2 MiB first step (fills a small disk fast)
     judge             a judge reply: every step correct
     echo-auth         401 whose error message repeats the Authorization header (as some proxies do)
     echo-auth-500     the same as a 500 (retried, so the echo comes back on every attempt)
@@ -70,6 +71,8 @@ class FakeOpenAIServer:
             return JUDGE
         if model == "noanswer":
             return NO_ANSWER
+        if model == "big":
+            return SOLUTION.format(answer=self.answer).replace("circles.", "circles " + "o" * 2**21 + ".", 1)
         if body.get("continue_final_message"):
             return f"Step 9: So the final answer is \\boxed{{{self.answer}}}."
         return SOLUTION.format(answer=self.answer)

@@ -558,3 +558,35 @@ def test_hanging_policy_server_does_not_keep_an_evaluation_waiting(server, puzzl
     assert len(samples) == 2 and all(s["status"] == "failed" and s["detail"].startswith("no reply (timed out)")
                                      for s in samples), samples[:1]
     assert "failed (counted wrong)" in (run / "metrics.md").read_text()
+
+
+@pytest.mark.slow
+def test_disk_that_fills_mid_run_stops_the_cli_with_one_line_and_resumes(server, puzzles, tmp_path):
+    """A real small disk (tmpfs; needs mount rights, skipped without them) that fills while the
+    policy's solutions are written: the run stops with one line, every line on disk is whole,
+    and after space is freed a rerun resumes without redoing what was written."""
+    disk = tmp_path / "disk"
+    if os.geteuid() != 0 or not _try_mount(disk, size="48m"):
+        pytest.skip("no mount rights for a small tmpfs")
+    try:
+        filler = disk / "filler"
+        filler.write_bytes(b"\0" * 30 * 2**20)  # leaves 18 MiB: enough at start, not for 8 x 4 MiB
+        args = ("synthesize", "--out", str(disk / "run"), "--data.benchmark", "puzzles", "--data.path", str(puzzles),
+                "--stages", "rollouts", "--policy.backend", "openai", "--policy.model", "big", "--policy.n", "4",
+                "--policy.max_steps", "null", "--policy.batch_problems", "1",
+                "--policy.backend_kwargs", f"{{base_url: {server.base_url}}}", "--progress", "false")
+        proc = _cli(*args)
+        line = _one_line_error(proc)
+        rollouts = disk / "run" / "rollouts.jsonl"
+        assert line == (f"error: cannot write to {rollouts}: no space left on device; the records written before "
+                        "are kept: fix it and rerun to resume")
+        kept = [json.loads(x) for x in rollouts.read_text().splitlines()]  # every line whole
+        filler.unlink()
+        sent = len(server.seen)
+        proc = _cli(*args)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        final = [json.loads(x) for x in rollouts.read_text().splitlines()]
+        assert len({r["problem_id"] for r in final}) == 2 and final[: len(kept)] == kept
+        assert len(server.seen) - sent == 2 - len({r["problem_id"] for r in kept})  # only the missing problems
+    finally:
+        _umount(disk)

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from vlprm.data.store import in_shard, parse_shard, read_jsonl, write_jsonl
+from vlprm.data.store import StoreWriteError, in_shard, parse_shard, read_jsonl, write_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -344,7 +344,7 @@ def cli_main(cls: type, argv: Sequence[str] | None, run: Callable[[Any], Any], u
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except RunError as e:
+    except (RunError, StoreWriteError) as e:  # StoreWriteError: a full disk; what was written is kept
         print(f"error: {e}", file=sys.stderr)
         return 1
     log.debug("finished in %.1f s", time.time() - t0)

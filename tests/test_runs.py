@@ -174,41 +174,46 @@ def _synthesis(bench_dirs, out, **over):
     return build_dataclass(SynthesisConfig, data).validate()
 
 
-def test_synthesis_failed_records_stay_failed_and_say_so_then_retry(bench_dirs, tmp_path, monkeypatch):
-    from vlprm.synthesis import pipeline
+def _run_synthesis(cfg, policy):
+    from vlprm.synthesis.pipeline import Synthesis
 
+    syn = Synthesis(cfg)
+    syn._policy = policy  # a generator given to the runner is used as it is
+    syn.run()
+    return syn
+
+
+def test_synthesis_failed_records_stay_failed_and_say_so_then_retry(bench_dirs, tmp_path):
     ids = _puzzle_ids(bench_dirs)
     policy = _FailingPolicy({ids[0]})
-    monkeypatch.setattr(pipeline.Synthesis, "policy", lambda self: policy)
-    first = pipeline.run_synthesis(_synthesis(bench_dirs, tmp_path))
+    first = _run_synthesis(_synthesis(bench_dirs, tmp_path), policy)
     assert first.summaries[-1].failed == {"image_unreadable": 2}
     skipped = [json.loads(x) for x in (tmp_path / "skipped.jsonl").read_text().splitlines()]
     assert {(r["stage"], r["benchmark"], r["id"], r["reason"]) for r in skipped} == {
         ("rollouts", "puzzles", f"{ids[0]}#{i}", "image_unreadable") for i in range(2)}
-    again = pipeline.run_synthesis(_synthesis(bench_dirs, tmp_path))
+    again = _run_synthesis(_synthesis(bench_dirs, tmp_path), policy)
     roll = again.summaries[-1]
     assert roll.written == 0 and roll.failed_before == 2
     assert "2 record(s) failed in an earlier run and stay failed: rerun with --retry_failed" in again.summary_text()
     policy.fail_ids = set()
-    retried = pipeline.run_synthesis(_synthesis(bench_dirs, tmp_path, retry_failed=True))
+    retried = _run_synthesis(_synthesis(bench_dirs, tmp_path, retry_failed=True), policy)
     assert retried.summaries[-1].written == 2 and not retried.summaries[-1].failed
     assert (tmp_path / "skipped.jsonl").read_text() == ""
 
 
-def test_synthesis_shards_share_one_run_dir_and_old_layout_is_refused(bench_dirs, tmp_path, monkeypatch):
+def test_synthesis_shards_share_one_run_dir_and_old_layout_is_refused(bench_dirs, tmp_path):
     from vlprm.runs import RunError
     from vlprm.synthesis import pipeline
 
-    monkeypatch.setattr(pipeline.Synthesis, "policy", lambda self: _StubPolicy())
     for i in range(2):
-        pipeline.run_synthesis(_synthesis(bench_dirs, tmp_path / "sh", shard=f"{i}/2"))
+        _run_synthesis(_synthesis(bench_dirs, tmp_path / "sh", shard=f"{i}/2"), _StubPolicy())
     names = sorted(p.name for p in (tmp_path / "sh").glob("rollouts*.jsonl"))
     # (a shard that got no problem writes no file)
     assert names and set(names) <= {"rollouts.shard0of2.jsonl", "rollouts.shard1of2.jsonl"}
     # The unsharded run (the merge) sees every shard's records: nothing is generated again.
-    merged = pipeline.run_synthesis(_synthesis(bench_dirs, tmp_path / "sh"))
+    merged = _run_synthesis(_synthesis(bench_dirs, tmp_path / "sh"), _StubPolicy())
     assert merged.summaries[-1].written == 0 and merged.summaries[-1].done_before == 8
-    one = pipeline.run_synthesis(_synthesis(bench_dirs, tmp_path / "one"))
+    one = _run_synthesis(_synthesis(bench_dirs, tmp_path / "one"), _StubPolicy())
     read = lambda d: sorted(x for p in sorted(d.glob("rollouts*.jsonl")) for x in p.read_text().splitlines())  # noqa: E731
     assert read(tmp_path / "sh") == read(tmp_path / "one")
     old = tmp_path / "old"
@@ -216,6 +221,12 @@ def test_synthesis_shards_share_one_run_dir_and_old_layout_is_refused(bench_dirs
     (old / "shards" / "0-of-2" / "problems.jsonl").write_text("")
     with pytest.raises(RunError, match="old layout.*merge_shards.py"):
         pipeline.Synthesis(_synthesis(bench_dirs, old))
+    # A model path that does not exist is refused before any stage runs.
+    from vlprm.config import ConfigError
+
+    with pytest.raises(ConfigError, match="policy.model: model 'stub-policy' not found"):
+        pipeline.run_synthesis(_synthesis(bench_dirs, tmp_path / "nomodel"))
+    assert not list((tmp_path / "nomodel").glob("rollouts*"))
 
 
 def test_loaders_write_images_outside_the_dataset(mmmu_dir, tmp_path, monkeypatch):  # noqa: F811

@@ -100,11 +100,21 @@ def backend_kwargs(section, seed: int | None = None) -> dict:
     return kw
 
 
-def generator_for(section, seed: int | None = None) -> Generator:
+def check_model(section, key: str) -> None:
+    """A local backend's model must be a model directory or a plausible hub id (one line naming
+    `key`, before any engine starts); an OpenAI-compatible server names its own models."""
+    if section.backend in ("vllm", "hf"):
+        from vlprm.paths import check_model_ref
+
+        check_model_ref(section.model, key)
+
+
+def generator_for(section, seed: int | None = None, key: str = "policy.model") -> Generator:
     """The one place a config section ({backend, model, ...}) becomes a generator."""
+    check_model(section, key)
     return make_generator(section.backend, section.model, **backend_kwargs(section, seed))
 
 
 __all__ = ["ChatRequest", "Completion", "GenerationResult", "Generator", "ImageLoadError",
-           "SamplingConfig", "load_image", "make_generator", "check_backend_kwargs", "backend_kwargs", "generator_for",
+           "SamplingConfig", "load_image", "make_generator", "check_backend_kwargs", "backend_kwargs", "check_model", "generator_for",
            "BACKENDS"]

@@ -124,11 +124,23 @@ class Synthesis:
             self._policy = generator_for(self.cfg.policy)
         return self._policy
 
+    def check_models(self) -> None:
+        """Refuse a policy or judge model path that does not exist before any stage runs (not
+        after hours of rollouts); generators given to the runner are taken as they are."""
+        from vlprm.backends import check_model
+
+        stages = set(self.cfg.stages)
+        if self._policy is None and stages & {"rollouts", "mc"}:
+            check_model(self.cfg.policy, "policy.model")
+        if self._judge is None and "judge" in stages and self.cfg.judge.mode == "online":
+            check_model(self.cfg.judge, "judge.model")
+
     def judge_generator(self):
         if self._judge is None:
-            from vlprm.backends import backend_kwargs, make_generator
+            from vlprm.backends import backend_kwargs, check_model, make_generator
 
             j, p = self.cfg.judge, self.cfg.policy
+            check_model(j, "judge.model")
             kw = backend_kwargs(j)
             if j.backend == p.backend == "vllm" and j.model == p.model and not j.backend_kwargs:
                 kw = backend_kwargs(p)  # the same engine serves both
@@ -243,6 +255,7 @@ class Synthesis:
         from vlprm.config import to_yaml
 
         t_all = time.time()
+        self.check_models()
         (self.out / f"config{self.tag}.yaml").write_text(to_yaml(self.cfg), encoding="utf-8")
         self.load_problems()
         for name in STAGES:

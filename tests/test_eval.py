@@ -1,6 +1,6 @@
 """The evaluation runner end to end on the tiny model: generated puzzles and a MathVista-format
 fixture, every strategy, metrics for every k, tables and plots, resume after kill -9, the
-VisualProcessBench mode, and the PBS launcher."""
+VisualProcessBench mode, and the launcher's quoting."""
 
 import json
 import os
@@ -168,30 +168,6 @@ def test_processbench_mode_reports_f1_per_source(tiny_model_dir, vpb_dir, tmp_pa
     assert f1["n_neutral_steps"] == 1 and f1["overall"]["n_steps"] == 4
     md = (Path(summary["run_dir"]) / "metrics.md").read_text()
     assert "| MMMU |" in md and "| overall |" in md
-
-
-def test_launch_eval_pbs_dry_run_and_qsub_standin(tmp_path):
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text("benchmarks:\n  - {name: mmmu, path: x}\n  - {name: mathvista, path: y}\n")
-    env = {**os.environ, "CONFIG": str(cfg), "PBS": "1", "SHARDS": "2", "DRY_RUN": "1",
-           "LOG_DIR": str(tmp_path / "logs"), "PBS_QUEUE": "gpu", "EXTRA": "--policy.n 16"}
-    out = subprocess.run(["bash", str(REPO / "eval" / "launch_eval.sh")], env=env, capture_output=True,
-                         text=True, check=True).stdout
-    assert out.count("#PBS -N eval-") == 5  # 2 benchmarks x 2 shards + merge
-    assert "--only_benchmarks mathvista --shard 1/2 --stages sample,score,search --policy.n 16" in out
-    assert "#PBS -q gpu" in out and "--stages metrics" in out
-    # A qsub stand-in (PBS cannot run here) records what it is sent.
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    log = tmp_path / "qsub.log"
-    (bindir / "qsub").write_text(f'#!/bin/bash\necho "$@" >> {log}\necho job$RANDOM.pbs\n')
-    (bindir / "qsub").chmod(0o755)
-    env.update(DRY_RUN="0", PATH=f"{bindir}:{env['PATH']}")
-    subprocess.run(["bash", str(REPO / "eval" / "launch_eval.sh")], env=env, check=True, capture_output=True)
-    calls = log.read_text().splitlines()
-    assert len(calls) == 5
-    assert all(c.endswith(".pbs") for c in calls)
-    assert calls[-1].startswith("-W depend=afterok:job") and calls[-1].count(":job") == 4
 
 
 @pytest.mark.slow
@@ -386,11 +362,11 @@ def test_launch_eval_local_mode_passes_quoted_extra_as_one_value(tmp_path):
     out = subprocess.run(["bash", str(REPO / "eval" / "launch_eval.sh")], env=env, capture_output=True,
                          text=True, check=True).stdout
     assert "ARG:[{name: x, path: y}]" in out.splitlines() and "ARG:8" in out.splitlines()
-    # PBS: one job set per benchmark name, however many splits it has.
-    env.update(PBS="1", DRY_RUN="1", SHARDS="2", LOG_DIR=str(tmp_path / "logs"), PYTHON=sys.executable, EXTRA="")
+    # Scheduler jobs (an array of 2 shards + the merge; tests/test_cluster.py) get the same value.
+    env.update(SCHEDULER="pbs", DRY_RUN="1", SHARDS="2", OUT=str(tmp_path / "out"), PYTHON=sys.executable)
     out = subprocess.run(["bash", str(REPO / "eval" / "launch_eval.sh")], env=env, capture_output=True,
                          text=True, check=True).stdout
-    assert out.count("#PBS -N eval-") == 3
+    assert out.count("#PBS -N ") == 2 and out.count("--benchmarks '[{name: x, path: y}]' --policy.n 8") == 2
 
 
 def test_processbench_shards_then_metrics_merge_scores_nothing_again(vpb_dir, tmp_path, stub_models, monkeypatch):

@@ -1,22 +1,16 @@
 #!/usr/bin/env bash
-# PBS sweep of PRM trainings: one job per combination of swept train/sft_qwen.sh variables.
+# Sweep of PRM trainings on PBS or SLURM: one job per combination of swept values, each running
+# train/sft_qwen.sh (logic: vlprm/jobs/sweep.py; `bash train/launch.sh --help`).
 #
-#   SWEEP_LR="1e-5 2e-5" SWEEP_EPOCHS="1 2" DATA=data/prm_export PBS_QUEUE=gpu PBS_PROJECT=abc123 \
-#       bash train/launch.sh [--dry-run]
+#   SWEEP_learning_rate="1e-5 2e-5" SWEEP_num_train_epochs="1 2" DATA=data/prm_export \
+#       SCHEDULER=slurm JOB_QUEUE=gpu bash train/launch.sh [--dry-run]
 #   bash train/launch.sh --sweep train/configs/sweep_example.yaml [--dry-run]
 #
-# SWEEP_<NAME>="v1 v2 ..." sweeps any sft_qwen.sh variable (LR, EPOCHS, BATCH, GRAD_ACC,
-# ZERO_STAGE, LABEL_MODE, MODEL, ...); sft_qwen.sh variables set here (MODEL, DATA, ...) are
-# written into every job. PBS resources: PBS_SELECT (1), PBS_NCPUS (64), PBS_NGPUS (8),
-# PBS_MEM (500gb), PBS_WALLTIME (24:00:00), PBS_NAME (job name prefix, vlprm-prm), PBS_QUEUE (-q),
-# PBS_PROJECT (-P), PBS_EXTRA (more "#PBS ..." lines), PBS_SETUP (shell lines run first in each
-# job, e.g. "module load cuda"). SWEEP_ROOT: where jobs/, logs/, jobs.tsv and each run's output
-# dir go (default outputs/sweeps/<name>-<time>). QSUB: the submit command (default qsub).
-# --dry-run prints the job scripts without writing or submitting anything.
+# Lower-case keys are recipe keys (sft_qwen.py flags), upper-case ones sft_qwen.sh variables
+# (MODEL, DATA, NUM_GPUS, ZERO_STAGE, ...). Resources: JOB_CPUS, JOB_GPUS, JOB_MEM, JOB_WALLTIME,
+# JOB_QUEUE, JOB_ACCOUNT, JOB_EXTRA, JOB_SETUP. SWEEP_ROOT: where jobs/, logs/, jobs.tsv and runs go.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-if [ -z "${PYTHON:-}" ]; then
-  if [ -x "$REPO/.venv/bin/python" ]; then PYTHON="$REPO/.venv/bin/python"; else PYTHON=python; fi
-fi
+PYTHON=${PYTHON:-$( [ -x "$REPO/.venv/bin/python" ] && echo "$REPO/.venv/bin/python" || echo python )}
 export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
-exec "$PYTHON" -m vlprm.training.pbs "$@"
+exec "$PYTHON" -m vlprm.jobs.sweep "$@"

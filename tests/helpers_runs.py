@@ -55,7 +55,8 @@ def eval_config(model: Path, path: Path) -> Path:
     return path
 
 
-def run_launcher(launcher: str, extra_env: dict[str, str], *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+def run_launcher(launcher: str, extra_env: dict[str, str], *args: str,
+                 timeout: int = 900) -> subprocess.CompletedProcess:
     """`bash launcher args` from the repo root with the test environment plus extra_env."""
     return subprocess.run(["bash", launcher, *args], cwd=REPO, env=env(**extra_env), capture_output=True, text=True,
                           timeout=timeout)

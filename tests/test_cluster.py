@@ -66,6 +66,15 @@ def test_dry_runs_print_each_schedulers_array_and_dependency_syntax(tmp_path):
     assert "train/sft_qwen.sh --learning_rate 2e-5 --run_name vlprm-prm-01-lr2e-5" in sweep.stdout
     assert "export DATA=d" in sweep.stdout
     assert not (tmp_path / "sw").exists()
+    sweep_file = tmp_path / "sweep.yaml"
+    sweep_file.write_text("name: ysweep\nsweep:\n  per_device_train_batch_size: [1, 2, 4]\nenv:\n  DATA: d\n"
+                          "resources:\n  walltime: '02:00:00'\n")
+    y = run_launcher("train/launch.sh", {"SWEEP_ROOT": str(tmp_path / "y")}, "--sweep", str(sweep_file), "--dry-run")
+    assert y.returncode == 0 and y.stdout.count("#PBS -l walltime=02:00:00") == 3, y.stderr
+    assert "#PBS -N ysweep-02-bs4" in y.stdout and "--per_device_train_batch_size 4" in y.stdout
+    sweep_file.write_text("sweep:\n  learning_rate: [1]\npbs:\n  walltime: '02:00:00'\n")
+    bad = run_launcher("train/launch.sh", {}, "--sweep", str(sweep_file), "--dry-run")
+    assert bad.returncode == 2 and "resources:" in bad.stderr and len(bad.stderr.splitlines()) == 1
 
 
 def test_resources_come_from_defaults_then_env_then_flags():
@@ -79,11 +88,12 @@ def test_resources_come_from_defaults_then_env_then_flags():
 
 
 @pytest.mark.slow
-def test_training_sweep_on_the_pbs_standin_runs_sft_qwen_with_each_point(tmp_path):
+def test_training_sweep_on_the_pbs_standin_runs_sft_qwen_with_each_point(tiny_model_dir, tmp_path):
     from helpers_prm_data import write_prm_export
 
     env = standin_env(tmp_path, SWEEP_learning_rate="1e-5 2e-5", SWEEP_num_train_epochs="3",
-                      DATA=str(write_prm_export(tmp_path / "data", n_samples=2)), MODEL="some/model", JOB_QUEUE="gpuq", JOB_ACCOUNT="proj42",
+                      DATA=str(write_prm_export(tmp_path / "data", n_samples=2)), MODEL=str(tiny_model_dir),
+                      JOB_QUEUE="gpuq", JOB_ACCOUNT="proj42",
                       JOB_CPUS="8", JOB_GPUS="2", JOB_MEM="64gb", JOB_WALLTIME="01:00:00", JOB_NAME="prmtest",
                       SWEEP_ROOT=str(tmp_path / "sweep"), DRY_RUN="1")  # DRY_RUN: sft_qwen.sh prints its command
     res = run_launcher("train/launch.sh", env, timeout=600)
@@ -94,7 +104,7 @@ def test_training_sweep_on_the_pbs_standin_runs_sft_qwen_with_each_point(tmp_pat
     for c in sent:
         script = c["script"]
         for line in ("#PBS -q gpuq", "#PBS -P proj42", "#PBS -l select=1:ncpus=8:ngpus=2:mem=64gb",
-                     "#PBS -l walltime=01:00:00", "#PBS -N prmtest-", "export MODEL=some/model",
+                     "#PBS -l walltime=01:00:00", "#PBS -N prmtest-", f"export MODEL={tiny_model_dir}",
                      "export NUM_GPUS=2", "export RESUME=last", "train/sft_qwen.sh"):
             assert line in script, (line, script)
         printed = job_output(tmp_path, c)  # what sft_qwen.sh would run

@@ -45,7 +45,8 @@ def main(tool: str) -> int:
             if i is not None:
                 env[index_var] = str(i)
             with open(f"{log}.{job_id}.{i if i is not None else 0}.out", "w") as out:  # the job's log
-                ran.append(subprocess.run(["bash", script_path], env=env, stdout=out, stderr=subprocess.STDOUT).returncode)
+                job = subprocess.run(["bash", script_path], env=env, stdout=out, stderr=subprocess.STDOUT)
+                ran.append(job.returncode)
     with open(log, "a", encoding="utf-8") as f:
         f.write(json.dumps({"tool": tool, "args": args, "script": script, "id": job_id, "after": after,
                             "ran": ran}) + "\n")

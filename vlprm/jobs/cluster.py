@@ -148,7 +148,8 @@ class Slurm(Scheduler):
             lines.append(f"#SBATCH --gres=gpu:{r.gpus}")
         if job.array:
             lines.append(f"#SBATCH --array=0-{job.array - 1}")
-        lines += [f"#SBATCH --partition={r.queue}"] * bool(r.queue) + [f"#SBATCH --account={r.account}"] * bool(r.account)
+        lines += [f"#SBATCH --partition={r.queue}"] * bool(r.queue)
+        lines += [f"#SBATCH --account={r.account}"] * bool(r.account)
         return lines
 
     def submit_command(self, script: Path, after_ids: Sequence[str]) -> list[str]:
@@ -210,7 +211,8 @@ def passed_env(environ: dict[str, str]) -> dict[str, str]:
 
 
 def sharded_run_jobs(pipeline: Pipeline, args: Sequence[str], shards: int, python: str, resources: Resources,
-                     environ: dict[str, str], name: str | None = None, workdir: Path | None = None) -> tuple[list[Job], Path]:
+                     environ: dict[str, str], name: str | None = None,
+                     workdir: Path | None = None) -> tuple[list[Job], Path]:
     """An array job of `shards` elements (each `--shard i/shards` of the run) and, for more than
     one shard, the merge job that waits for it; returns (jobs, OUT)."""
     if shards < 1:
@@ -233,9 +235,10 @@ def sharded_run_jobs(pipeline: Pipeline, args: Sequence[str], shards: int, pytho
 
 def build_parser() -> argparse.ArgumentParser:
     env = os.environ
-    p = argparse.ArgumentParser(prog="python -m vlprm.jobs.cluster", description=__doc__, allow_abbrev=False,
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="Everything after the options (or after --) goes to the pipeline's command line.")
+    p = argparse.ArgumentParser(
+        prog="python -m vlprm.jobs.cluster", description=__doc__, allow_abbrev=False,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Everything after the options (or after --) goes to the pipeline's command line.")
     p.add_argument("pipeline", choices=sorted(PIPELINES))
     p.add_argument("--scheduler", default=env.get("SCHEDULER") or "pbs", help="pbs | slurm (env SCHEDULER)")
     p.add_argument("--shards", type=int, default=int(env.get("SHARDS") or 1), help="array elements (env SHARDS)")

@@ -85,8 +85,8 @@ def load_sweep(path: str | None, environ: dict[str, str]) -> tuple[dict[str, lis
         import yaml
 
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: a sweep file is a mapping with sweep:, env: and resources: keys")
+        if not isinstance(data, dict) or set(data) - {"name", "sweep", "env", "resources"}:
+            raise ConfigError(f"{path}: a sweep file is a mapping with name:, sweep:, env: and resources: keys")
         for k, vals in (data.get("sweep") or {}).items():
             sweep[str(k)] = [_str(v) for v in (vals if isinstance(vals, list) else [vals])]
         fixed = {str(k): _str(v) for k, v in (data.get("env") or {}).items()}
@@ -146,7 +146,8 @@ def build_jobs(sweep_file: str | None, environ: dict[str, str], root: str | None
         name = job_name(prefix, i, point)
         settings = {**launch_env, **fixed, **point}
         settings.setdefault("NUM_GPUS", str(resources.gpus))
-        settings["OUTPUT_DIR"] = f"{settings['OUTPUT_DIR']}/{name}" if settings.get("OUTPUT_DIR") else str(root_dir / name)
+        out = f"{settings['OUTPUT_DIR']}/{name}" if settings.get("OUTPUT_DIR") else str(root_dir / name)
+        settings["OUTPUT_DIR"] = out
         settings.setdefault("run_name", name)
         settings.setdefault("RESUME", "last")
         env, body = job_body(settings)
@@ -161,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="train/launch.sh", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="Resources: JOB_CPUS, JOB_GPUS, JOB_MEM, JOB_WALLTIME, JOB_QUEUE, JOB_ACCOUNT, "
-                                       "JOB_EXTRA, JOB_SETUP, JOB_NAME. SWEEP_ROOT: where scripts, logs and outputs go.")
+                                       "JOB_EXTRA, JOB_SETUP, JOB_NAME. SWEEP_ROOT: where scripts, logs and outputs "
+                                       "go.")
     p.add_argument("--sweep", help="sweep YAML (sweep:, env:, resources:)")
     p.add_argument("--scheduler", default=os.environ.get("SCHEDULER") or "pbs", help="pbs | slurm (env SCHEDULER)")
     p.add_argument("--dry-run", action="store_true", help="print the job scripts; write and submit nothing")

@@ -1,6 +1,6 @@
 """PRM training: label masking by position, the loss against a hand computation, batching,
-skipping bad samples, metrics, overfitting a handful of samples, LoRA + merge, the PBS sweep
-launcher, and the real train/sft_qwen.sh with DeepSpeed ZeRO-2 on 2 CPU ranks (+ resume)."""
+skipping bad samples, metrics, overfitting a handful of samples, LoRA + merge (sweeps:
+tests/test_cluster.py), and the real train/sft_qwen.sh with DeepSpeed ZeRO-2 on 2 CPU ranks (+ resume)."""
 
 from __future__ import annotations
 
@@ -384,74 +384,6 @@ def test_lora_train_then_merge_gives_a_full_model_that_differs_from_base(tiny_mo
 def _run(cmd, env, cwd=REPO, timeout=300):
     full_env = {**os.environ, **env}
     return subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
-
-
-def test_launch_dry_run_and_qsub_standin_then_job_runs_sft_qwen(tmp_path):
-    import yaml
-
-    env = {"SWEEP_LR": "1e-5 2e-5", "SWEEP_EPOCHS": "1 2", "DATA": str(tmp_path / "data"),
-           "MODEL": "some/model", "PBS_QUEUE": "gpuq", "PBS_PROJECT": "proj42", "PBS_NCPUS": "8",
-           "PBS_NGPUS": "2", "PBS_MEM": "64gb", "PBS_WALLTIME": "01:00:00", "PBS_NAME": "prmtest",
-           "SWEEP_ROOT": str(tmp_path / "sweep")}
-    dry = _run(["bash", "train/launch.sh", "--dry-run"], env)
-    assert dry.returncode == 0, dry.stderr
-    assert dry.stdout.count("#!/bin/bash") == 4 and "nothing submitted" in dry.stdout
-    assert not (tmp_path / "sweep").exists()
-
-    # A qsub stand-in on PATH records its arguments and the submitted script.
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    record = tmp_path / "qsub_calls.jsonl"
-    (bindir / "qsub").write_text(
-        "#!/usr/bin/env python3\n"
-        "import json, sys\n"
-        f"path = {str(record)!r}\n"
-        "with open(path, 'a') as rec:\n"
-        "    rec.write(json.dumps({'args': sys.argv[1:], 'script': open(sys.argv[-1]).read()}) + '\\n')\n"
-        "n = sum(1 for _ in open(path))\n"
-        "print(f'{1000 + n}.pbs01')\n")
-    (bindir / "qsub").chmod(0o755)
-    sub = _run(["bash", "train/launch.sh"], {**env, "PATH": f"{bindir}:{os.environ['PATH']}"})
-    assert sub.returncode == 0, sub.stderr
-    calls = [json.loads(x) for x in record.read_text().splitlines()]
-    assert len(calls) == 4
-    points = set()
-    for c in calls:
-        script = c["script"]
-        assert c["args"][-1].endswith(".pbs") and Path(c["args"][-1]).is_file()
-        for line in ("#PBS -q gpuq", "#PBS -P proj42", "#PBS -l select=1:ncpus=8:ngpus=2:mem=64gb",
-                     "#PBS -l walltime=01:00:00", "#PBS -N prmtest-", "#PBS -o ", "#PBS -e ",
-                     "export MODEL=some/model", "export NUM_GPUS=2", "export RESUME=last", "train/sft_qwen.sh"):
-            assert line in script, (line, script)
-        lr = next(x for x in script.splitlines() if x.startswith("export LR=")).split("=", 1)[1]
-        ep = next(x for x in script.splitlines() if x.startswith("export EPOCHS=")).split("=", 1)[1]
-        points.add((lr, ep))
-    assert points == {("1e-5", "1"), ("1e-5", "2"), ("2e-5", "1"), ("2e-5", "2")}
-    manifest = (tmp_path / "sweep" / "jobs.tsv").read_text().splitlines()
-    assert [m.split("\t")[0] for m in manifest] == ["1001.pbs01", "1002.pbs01", "1003.pbs01", "1004.pbs01"]
-
-    # The job script drives sft_qwen.sh with its sweep point (DRY_RUN: print the command only).
-    job = next(c["args"][-1] for c in calls if "export LR=2e-5" in c["script"] and "export EPOCHS=1" in c["script"])
-    ran = _run(["bash", job], {"DRY_RUN": "1"})
-    assert ran.returncode == 0, ran.stderr
-    cmd = ran.stdout
-    assert "--learning_rate 2e-5" in cmd and "--num_train_epochs 1" in cmd and "--num_processes 2" in cmd
-    assert "--resume_from_checkpoint last" in cmd and "ZeRO-2" in cmd
-    # sft_qwen.sh's other defaults are the recipe's (prm_default.yaml) values.
-    recipe = yaml.safe_load((REPO / "train" / "configs" / "prm_default.yaml").read_text())
-    numeric = ("weight_decay", "adam_beta1", "adam_beta2", "warmup_steps", "per_device_train_batch_size",
-               "gradient_accumulation_steps", "seed", "min_pixels", "max_pixels", "max_grad_norm", "max_length")
-    for key in numeric:
-        value = cmd.split(f"--{key} ", 1)[1].split()[0]
-        assert float(value) == float(recipe[key]), key
-    assert cmd.split("--lr_scheduler_type ", 1)[1].split()[0] == recipe["lr_scheduler_type"]
-
-    sweep_file = tmp_path / "sweep.yaml"
-    sweep_file.write_text("name: ysweep\nsweep:\n  BATCH: [1, 2, 4]\nenv:\n  DATA: d\npbs:\n  walltime: '02:00:00'\n")
-    y = _run(["bash", "train/launch.sh", "--sweep", str(sweep_file), "--dry-run"], {"SWEEP_ROOT": str(tmp_path / "y")})
-    assert y.returncode == 0 and y.stdout.count("#PBS -l walltime=02:00:00") == 3 and "export BATCH=4" in y.stdout
-    bad = _run(["bash", "train/launch.sh", "--dry-run"], {"SWEEP_LRR": "1"})
-    assert bad.returncode == 2 and "LRR" in bad.stderr
 
 
 # --------------------------------------------------------------------------- DeepSpeed

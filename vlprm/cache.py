@@ -154,8 +154,10 @@ class CachedCalls:
     name: the stage ("describe", "verify", ...): request seeds derive from (seed, name, key)
     and counts go to `counts` as {name}_requests (asked now), {name}_cached (found),
     {name}_request_errors, {name}_failed (records used that are not ok) and
-    {name}_image_unreadable. model: default the generator's. missing_generator: what to tell
-    the user when requests are not cached and there is no generator.
+    {name}_image_unreadable. model: default the generator's. make_generator: builds the
+    generator the first time something must be asked (an engine is not started for a run whose
+    replies are all cached). missing_generator: what to tell the user when requests are not
+    cached and there is no generator.
     """
 
     generator: Generator | None
@@ -168,6 +170,7 @@ class CachedCalls:
     counts: Counter | None = None
     model: str | None = None
     missing_generator: str = "pass a generator"
+    make_generator: Callable[[], Generator] | None = None
 
     def __post_init__(self):
         if self.counts is None:
@@ -217,6 +220,8 @@ class CachedCalls:
         found = {k for k in keys if k is not None and k not in todo}
         self.counts[f"{self.name}_cached"] += len(found)
         if todo:
+            if self.generator is None and self.make_generator is not None:
+                self.generator = self.make_generator()
             if self.generator is None:
                 from vlprm.config import ConfigError
 

@@ -18,7 +18,6 @@ from vlprm.evpv.scoring import (
     EVPVScorer,
     PrecomputedScorer,
     build_evpv_scorer,
-    score_candidates,
 )
 from vlprm.evpv.verify import Finding, ReliabilityWeights, Verifier, reliability, step_reliabilities
 
@@ -26,5 +25,5 @@ __all__ = [
     "ConstantScorer", "EVPVConfig", "EVPVResult", "EVPVScorer", "Finding", "GateConfig", "ImageDescription",
     "PrecomputedScorer", "ReliabilityWeights", "StepPremises", "Verifier", "build_evpv_scorer", "describe_images",
     "description_from_facts", "gate_reward", "gate_steps", "judge_to_unit", "parse_visual_tags", "reliability",
-    "score_candidates", "step_reliabilities", "strip_visual_tags",
+    "step_reliabilities", "strip_visual_tags",
 ]

@@ -39,7 +39,6 @@ from vlprm.evpv.config import EVPVConfig, make_role_generator
 from vlprm.evpv.description import DescribedImage, ImageDescription, describe_images
 from vlprm.evpv.gate import gate_steps
 from vlprm.evpv.verify import Finding, VerifyJob, run_verification, step_reliabilities
-from vlprm.prm.aggregate import STEP_AGGREGATIONS, aggregate
 from vlprm.prm.format import PRMSample
 from vlprm.prm.scorer import Scorer, StepScores
 
@@ -339,8 +338,3 @@ def build_evpv_scorer(config: EVPVConfig | Mapping[str, Any] | str | os.PathLike
                       describer=make_role_generator(cfg.describer, generator),
                       extractor=make_role_generator(cfg.extractor, generator),
                       verifier=make_role_generator(cfg.verifier, generator))
-
-
-def score_candidates(results: Sequence[EVPVResult], methods: Sequence[str] = STEP_AGGREGATIONS) -> list[dict]:
-    """{method: aggregated gated score} per result (the candidate "score" dict of `vlprm.metrics`)."""
-    return [{m: (aggregate(r.gated, m) if r.gated is not None else None) for m in methods} for r in results]

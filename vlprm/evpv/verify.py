@@ -68,13 +68,6 @@ class ReliabilityWeights(SeverityWeights):
         if self.unknown_severity not in SEVERITIES:
             raise ConfigError(f"unknown_severity must be one of {SEVERITIES}, got {self.unknown_severity!r}")
 
-    @classmethod
-    def from_dict(cls, d: dict | None) -> "ReliabilityWeights":
-        return cls(**(d or {}))
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
     def penalty(self, finding: "Finding") -> float:
         if finding.status == "unverifiable":
             return float(self.unverifiable)

@@ -26,7 +26,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from vlprm.backends.base import ChatRequest, Generator, ImageLoadError, SamplingConfig
 from vlprm.cache import Call, CachedCalls, ReplyStore, content_key
@@ -249,11 +249,12 @@ class ReplyCache:
                             "raw": text})
 
     def calls(self, generator: Generator | None, model: str, sampling: SamplingConfig, *,
-              progress: bool = False) -> CachedCalls:
-        """Calls to the judge through this cache. A cached failure is asked again: judge.jsonl
-        records failures, and the stage decides what to retry."""
+              make_generator: Callable[[], Generator] | None = None, progress: bool = False) -> CachedCalls:
+        """Calls to the judge through this cache (make_generator: the judge, started only when a
+        request is not cached). A cached failure is asked again: judge.jsonl records failures,
+        and the stage decides what to retry."""
         return CachedCalls(generator, self.store, sampling.replace(n=1), name="judge", model=model,
-                           progress=progress, retry_failed=True,
+                           progress=progress, retry_failed=True, make_generator=make_generator,
                            missing_generator="set judge.backend and judge.model")
 
     def close(self) -> None:

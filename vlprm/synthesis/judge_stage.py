@@ -10,11 +10,10 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from tqdm.auto import tqdm
 
-from vlprm.data.schema import Solution
 from vlprm.runs import StageSummary, chunks
 
 if TYPE_CHECKING:
@@ -26,8 +25,7 @@ log = logging.getLogger(__name__)
 def stage_judge(syn: "Synthesis") -> StageSummary:
     """A VLM judge's per-step review of every usable solution -> judge.jsonl (online, or
     through a batch file)."""
-    from vlprm.backends import ImageLoadError, SamplingConfig
-    from vlprm.runs import classify_error
+    from vlprm.backends import SamplingConfig
     from vlprm.synthesis import judge as J
 
     j = syn.cfg.judge
@@ -52,51 +50,19 @@ def stage_judge(syn: "Synthesis") -> StageSummary:
         syn.delay()
 
     def one_pass(batch_errors: dict[str, str]) -> dict[str, dict]:
-        """Record every pending solution whose reply is known; return bodies still to submit."""
+        """Record every pending solution whose reply is known (or asked now, online); return the
+        request bodies still to submit (batch)."""
+        online = j.mode == "online"
+        calls = cache.calls(None, j.model, sampling, make_generator=syn.judge_generator if online else None)
         to_submit: dict[str, dict] = {}
         todo = [s for s in sols if not store.done(s.id)]
         for chunk in tqdm(chunks(todo, j.batch_size), desc="judge", disable=not syn.cfg.progress):
-            asks: list[tuple[Solution, Any, str]] = []  # (solution, request, key)
-            for sol in chunk:
-                prob = problems[sol.problem_id]
-                req = J.judge_request(prob, sol, seed=syn.cfg.seed, show_reference=j.show_reference)
-                try:
-                    body = J.request_body(j.model, req, sampling)
-                except (ImageLoadError, OSError) as e:
-                    write(J.judge_record(prob, sol, model=j.model, key=None, text=None, error=str(e),
-                                         error_reason="image_unreadable"))
-                    continue
-                key = J.request_key(body)
-                text = cache.get(key)
-                if text is not None:
-                    write(J.judge_record(prob, sol, model=j.model, key=key, text=text))
-                elif key in batch_errors:
-                    write(J.judge_record(prob, sol, model=j.model, key=key, text=None, error=batch_errors[key],
-                                         error_reason="batch_error"))
-                elif j.mode == "batch":
-                    to_submit[key] = body
-                else:
-                    asks.append((sol, req, key))
-            if asks:
-                uniq: dict[str, Any] = {}
-                for _, req, key in asks:
-                    uniq.setdefault(key, req)
-                keys = list(uniq)
-                results = syn.judge_generator().generate([uniq[k] for k in keys], sampling,
-                                                          progress=False, desc="judge")
-                by_key = dict(zip(keys, results))
-                for k, res in by_key.items():
-                    if res.ok and res.completions:
-                        cache.put(k, res.completions[0].text, j.model)
-                for sol, _, key in asks:
-                    res = by_key[key]
-                    prob = problems[sol.problem_id]
-                    if res.ok and res.completions:
-                        write(J.judge_record(prob, sol, model=j.model, key=key, text=res.completions[0].text))
-                    else:
-                        err = res.error or "no completion returned"
-                        write(J.judge_record(prob, sol, model=j.model, key=key, text=None, error=err,
-                                             error_reason=classify_error(err)))
+            recs, submit = J.judge_solutions([(problems[s.problem_id], s) for s in chunk], calls, seed=syn.cfg.seed,
+                                             show_reference=j.show_reference, online=online,
+                                             batch_errors=batch_errors)
+            for rec in recs:
+                write(rec)
+            to_submit.update(submit)
         return to_submit
 
     def ingest(path: Path) -> dict[str, str]:

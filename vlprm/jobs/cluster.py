@@ -78,6 +78,7 @@ class Job:
     array: int = 0                       # number of array elements (0: a plain job)
     env: dict[str, str] = field(default_factory=dict)
     after: list["Job"] = field(default_factory=list)  # jobs that must succeed first (afterok)
+    note: str = ""                       # written to the manifest (e.g. the job's output dir)
     job_id: str | None = None
 
 
@@ -184,8 +185,9 @@ def dry_run(jobs: Sequence[Job], scheduler: Scheduler, jobs_dir: Path) -> str:
 
 
 def submit(jobs: Sequence[Job], scheduler: Scheduler, jobs_dir: Path) -> list[Job]:
-    """Write and submit the jobs in order (dependencies first); sets each job's id. Raises
-    RuntimeError naming the script when the scheduler refuses one."""
+    """Write and submit the jobs in order (dependencies first); sets each job's id and appends
+    "id, name, script, note" to jobs_dir/../jobs.tsv. Raises RuntimeError naming the script when
+    the scheduler refuses one."""
     jobs_dir.mkdir(parents=True, exist_ok=True)
     for job in jobs:
         job.log_dir.mkdir(parents=True, exist_ok=True)
@@ -201,8 +203,26 @@ def submit(jobs: Sequence[Job], scheduler: Scheduler, jobs_dir: Path) -> list[Jo
         if res.returncode != 0 or not job.job_id:
             raise RuntimeError(f"{shell_join(cmd)} failed (exit {res.returncode}): "
                                f"{(res.stderr or res.stdout).strip()}; script {path}")
+        with open(jobs_dir.parent / "jobs.tsv", "a", encoding="utf-8") as manifest:
+            manifest.write(f"{job.job_id}\t{job.name}\t{path}\t{job.note}\n")
         print(f"[cluster] submitted {job.name}: {job.job_id}", flush=True)
     return list(jobs)
+
+
+def dry_run_or_submit(jobs: Sequence[Job], scheduler: Scheduler, jobs_dir: Path, dry: bool, prog: str) -> int:
+    """Print the scripts (dry) or submit them; the exit status of a launcher."""
+    if dry:
+        print(dry_run(jobs, scheduler, jobs_dir))
+        print(f"[{prog}] dry run: {len(jobs)} {scheduler.name} job(s), nothing written or submitted")
+        return 0
+    try:
+        submit(jobs, scheduler, jobs_dir)
+    except RuntimeError as e:
+        print(f"{prog}: {e}", file=sys.stderr)
+        return 1
+    print(f"[{prog}] {len(jobs)} job(s) submitted; scripts in {jobs_dir}, logs in {jobs[0].log_dir}, "
+          f"manifest {jobs_dir.parent / 'jobs.tsv'}")
+    return 0
 
 
 def passed_env(environ: dict[str, str]) -> dict[str, str]:
@@ -264,18 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as e:
         print(f"cluster: {e}", file=sys.stderr)
         return 2
-    jobs_dir = out.resolve() / "jobs"
-    if a.dry_run:
-        print(dry_run(jobs, scheduler, jobs_dir))
-        print(f"[cluster] dry run: {len(jobs)} {scheduler.name} job(s), nothing written or submitted")
-        return 0
-    try:
-        submit(jobs, scheduler, jobs_dir)
-    except RuntimeError as e:
-        print(f"cluster: {e}", file=sys.stderr)
-        return 1
-    print(f"[cluster] {len(jobs)} job(s) submitted; scripts in {jobs_dir}, logs in {jobs[0].log_dir}")
-    return 0
+    return dry_run_or_submit(jobs, scheduler, out.resolve() / "jobs", a.dry_run, "cluster")
 
 
 if __name__ == "__main__":

@@ -33,8 +33,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from vlprm.config import ConfigError
-from vlprm.jobs.cluster import (RESOURCE_DEFAULTS, Job, Resources, dry_run, get_scheduler, passed_env,
-                                script_path, submit)
+from vlprm.jobs.cluster import RESOURCE_DEFAULTS, Job, Resources, dry_run_or_submit, get_scheduler, passed_env
 from vlprm.jobs.pipelines import REPO
 
 SFT_SH = REPO / "train" / "sft_qwen.sh"
@@ -154,7 +153,7 @@ def build_jobs(sweep_file: str | None, environ: dict[str, str], root: str | None
         desc = " ".join(f"{k}={v}" for k, v in point.items()) or "(nothing swept)"
         body = [f'echo "[$(date)] sweep point:" {shlex.quote(desc)}', *body]
         jobs.append(Job(name, body, resources, root_dir / "logs", Path.cwd().resolve(),
-                        env={**passed_env(environ), **env}))
+                        env={**passed_env(environ), **env}, note=out))
     return jobs, root_dir
 
 
@@ -175,26 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, OSError) as e:
         print(f"launch.sh: {e}", file=sys.stderr)
         return 2
-    jobs_dir = root / "jobs"
-    if args.dry_run:
-        print(dry_run(jobs, scheduler, jobs_dir))
-        print(f"[launch.sh] dry run: {len(jobs)} {scheduler.name} job(s), nothing submitted")
-        return 0
-    try:
-        submit(jobs, scheduler, jobs_dir)
-    except RuntimeError as e:
-        print(f"launch.sh: {e}", file=sys.stderr)
-        return 1
-    finally:
-        submitted = [j for j in jobs if j.job_id]
-        if submitted:
-            with open(root / "jobs.tsv", "a", encoding="utf-8") as manifest:
-                for j in submitted:
-                    manifest.write(f"{j.job_id}\t{j.name}\t{script_path(j, scheduler, jobs_dir)}\t"
-                                   f"{j.env.get('OUTPUT_DIR', '')}\n")
-    print(f"[launch.sh] {len(jobs)} job(s) submitted; scripts in {jobs_dir}, logs in {root / 'logs'}, "
-          f"manifest {root / 'jobs.tsv'}")
-    return 0
+    return dry_run_or_submit(jobs, scheduler, root / "jobs", args.dry_run, "launch.sh")
 
 
 if __name__ == "__main__":

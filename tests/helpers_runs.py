@@ -36,10 +36,13 @@ def puzzles_dir() -> Path:
     return root
 
 
+SYNTH_CONFIG = "rollout_data_generation/configs/tiny.yaml"
+
+
 def synthesis_args(model: Path) -> list[str]:
-    """Overrides of rollout_data_generation/configs/tiny.yaml: 2 solutions per puzzle, short ones,
-    one MC continuation per step, no judge."""
-    return ["--config", "rollout_data_generation/configs/tiny.yaml", "--data.path", str(puzzles_dir()),
+    """Overrides of SYNTH_CONFIG (the launchers' CONFIG): 2 solutions per puzzle, short ones, one
+    MC continuation per step, no judge."""
+    return ["--data.path", str(puzzles_dir()),
             "--data.generate_puzzles", "0", "--policy.model", str(model), "--judge.model", str(model),
             "--policy.n", "2", "--policy.max_tokens", "12", "--mc.k", "1", "--mc.max_tokens", "6",
             "--stages", "rollouts,mc,combine,export", "--export.hf", "false", "--progress", "false"]
@@ -66,7 +69,8 @@ def run_launcher(launcher: str, extra_env: dict[str, str], *args: str,
 def reference_synthesis(model: Path) -> Path:
     """OUT of the 1-worker (unsharded) synthesis run."""
     out = Path(tempfile.mkdtemp(prefix="vlprm-ref-synth-"))
-    res = subprocess.run([sys.executable, "rollout_data_generation/run.py", *synthesis_args(model), "--out", str(out)],
+    res = subprocess.run([sys.executable, "rollout_data_generation/run.py", "--config", SYNTH_CONFIG,
+                          *synthesis_args(model), "--out", str(out)],
                          cwd=REPO, env=env(), capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     return out

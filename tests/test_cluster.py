@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers_runs import REPO, eval_config, eval_records, export_rows, metrics_of, reference_eval, \
-    reference_synthesis, run_launcher, synthesis_args
+from helpers_runs import (REPO, SYNTH_CONFIG, eval_config, eval_records, export_rows, metrics_of, reference_eval,
+                          reference_synthesis, run_launcher, synthesis_args)
 from vlprm.config import ConfigError
 from vlprm.jobs.cluster import Resources, main as cluster_main
 
@@ -135,7 +135,7 @@ def test_a_failed_array_element_keeps_the_merge_from_running(tmp_path):
 def test_synthesis_array_on_the_slurm_standin_merges_to_the_unsharded_export(tiny_model_dir, tmp_path):
     ref = reference_synthesis(tiny_model_dir)
     out = tmp_path / "run"
-    env = standin_env(tmp_path, SCHEDULER="slurm", SHARDS="2", OUT=str(out), JOB_GPUS="0",
+    env = standin_env(tmp_path, SCHEDULER="slurm", SHARDS="2", OUT=str(out), JOB_GPUS="0", CONFIG=SYNTH_CONFIG,
                       EXTRA=" ".join(synthesis_args(tiny_model_dir)))
     res = run_launcher("rollout_data_generation/run.sh", env)
     assert res.returncode == 0, res.stdout + res.stderr

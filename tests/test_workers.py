@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers_runs import (REPO, env, eval_config, eval_records, export_rows, metrics_of, reference_eval,
-                          reference_synthesis, run_launcher, synthesis_args)
+from helpers_runs import (REPO, SYNTH_CONFIG, env, eval_config, eval_records, export_rows, metrics_of,
+                          reference_eval, reference_synthesis, run_launcher, synthesis_args)
 from vlprm.config import ConfigError
 from vlprm.jobs.pipelines import get_pipeline
 from vlprm.jobs.workers import Slot, last_progress, plan_slots
@@ -101,7 +101,7 @@ def _shard0_files(out: Path) -> dict[str, bytes]:
 def test_two_cpu_workers_equal_one_worker_and_a_killed_worker_resumes(tiny_model_dir, tmp_path):
     ref = reference_synthesis(tiny_model_dir)
     out = tmp_path / "two"
-    launch_env = env(WORKERS="2", OUT=str(out), EXTRA=" ".join(synthesis_args(tiny_model_dir)))
+    launch_env = env(WORKERS="2", OUT=str(out), CONFIG=SYNTH_CONFIG, EXTRA=" ".join(synthesis_args(tiny_model_dir)))
     proc = subprocess.Popen(["bash", "rollout_data_generation/run.sh"], cwd=REPO, env=launch_env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 120

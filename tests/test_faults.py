@@ -194,7 +194,15 @@ def test_misspelt_backend_setting_stops_the_cli_at_once(server, puzzles, tmp_pat
                 "--policy.model", "policy", "--policy.backend_kwargs",
                 f"{{base_url: {server.base_url}, max_retires: 1}}", "--progress", "false")
     line = _one_line_error(proc)
-    assert proc.returncode == 2 and "max_retires" in line and "max_retries" in line
+    assert proc.returncode == 2 and line.startswith("error: policy.backend_kwargs.max_retires: not a setting of the "
+                                                    "openai backend (did you mean max_retries?); valid keys: ")
+    assert server.seen == []
+    # A judge setting out of bounds is refused before the policy samples anything either.
+    proc = _cli("synthesize", "--out", str(tmp_path / "run"), "--data.benchmark", "puzzles",
+                "--data.path", str(puzzles), "--policy.backend", "openai", "--policy.model", "policy",
+                "--policy.backend_kwargs", f"{{base_url: {server.base_url}}}", "--judge.backend_kwargs",
+                "{timeout: 0}", "--progress", "false")
+    assert _one_line_error(proc) == "error: judge.backend_kwargs.timeout: 0 is out of range; use 0.1 to 1800"
     assert server.seen == []
 
 
@@ -288,7 +296,8 @@ def test_benchmark_path_one_level_above_the_data_says_where_the_data_is(tmp_path
     assert "config.json" in msg and "\n" not in msg
     assert len(load_benchmark("puzzlevqa", checkout / "data")) == 2
     proc = _cli("synthesize", "--out", str(tmp_path / "run"), "--data.benchmark", "puzzlevqa",
-                "--data.path", str(checkout), "--progress", "false")
+                "--data.path", str(checkout), "--policy.backend", "openai", "--policy.model", "served-policy",
+                "--progress", "false")
     assert proc.returncode == 2 and _one_line_error(proc) == f"error: {msg}"
 
 

@@ -109,12 +109,20 @@ def check_model(section, key: str) -> None:
         check_model_ref(section.model, key)
 
 
+def check_section(section, name: str, seed: int | None = None) -> None:
+    """Refuse a config section (`name`: "policy", "judge", ...) whose model or backend settings
+    cannot work, one line naming the key ("judge.backend_kwargs.timeout: ..."), before any work."""
+    check_model(section, f"{name}.model")
+    check_backend_kwargs(section.backend, backend_kwargs(section, seed), f"{name}.backend_kwargs")
+
+
 def generator_for(section, seed: int | None = None, key: str = "policy.model") -> Generator:
     """The one place a config section ({backend, model, ...}) becomes a generator."""
-    check_model(section, key)
+    check_section(section, key.rsplit(".", 1)[0], seed)
     return make_generator(section.backend, section.model, **backend_kwargs(section, seed))
 
 
 __all__ = ["ChatRequest", "Completion", "GenerationResult", "Generator", "ImageLoadError",
-           "SamplingConfig", "load_image", "make_generator", "check_backend_kwargs", "backend_kwargs", "check_model", "generator_for",
+           "SamplingConfig", "load_image", "make_generator", "check_backend_kwargs", "backend_kwargs", "check_model",
+           "check_section", "generator_for",
            "BACKENDS"]

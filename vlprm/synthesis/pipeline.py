@@ -125,15 +125,16 @@ class Synthesis:
         return self._policy
 
     def check_models(self) -> None:
-        """Refuse a policy or judge model path that does not exist before any stage runs (not
-        after hours of rollouts); generators given to the runner are taken as they are."""
-        from vlprm.backends import check_model
+        """Refuse a policy or judge model path that does not exist, or a backend setting the
+        backend does not take, before any stage runs (not after hours of rollouts); generators
+        given to the runner are taken as they are."""
+        from vlprm.backends import check_section
 
         stages = set(self.cfg.stages)
         if self._policy is None and stages & {"rollouts", "mc"}:
-            check_model(self.cfg.policy, "policy.model")
+            check_section(self.cfg.policy, "policy")
         if self._judge is None and "judge" in stages and self.cfg.judge.mode == "online":
-            check_model(self.cfg.judge, "judge.model")
+            check_section(self.cfg.judge, "judge")
 
     def judge_generator(self):
         if self._judge is None:

@@ -118,6 +118,8 @@ class EvalConfig:
             raise ConfigError(f"unknown search strategies {bad}; choose from greedy, beam, dvts")
         if not self.benchmarks:
             raise ConfigError("no benchmarks configured: add a `benchmarks:` list (name, path) to the config")
+        if self.mode != "processbench" and any(b.name == "visualprocessbench" for b in self.benchmarks):
+            raise ConfigError("visualprocessbench is evaluated with mode: processbench")
         self.policy.validate()
         from vlprm.prm.aggregate import AGGREGATIONS
 

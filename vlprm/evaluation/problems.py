@@ -22,8 +22,6 @@ def load_problems(cfg: "EvalConfig") -> tuple[dict[str, list], dict[str, dict], 
     for spec in cfg.benchmarks:
         if cfg.only_benchmarks and spec.name not in cfg.only_benchmarks and spec.key not in cfg.only_benchmarks:
             continue
-        if spec.name == "visualprocessbench" and cfg.mode != "processbench":
-            raise RunError("visualprocessbench is evaluated with mode: processbench")
         kw: dict[str, Any] = {"on_error": "skip"}
         if spec.first_n_per_type is not None:
             kw["first_n_per_type"] = spec.first_n_per_type

@@ -394,11 +394,11 @@ def test_sft_qwen_sh_deepspeed_zero2_two_cpu_ranks_then_resume(tiny_model_dir, t
     export = write_prm_export(tmp_path / "prm", n_samples=16, seed=1)
     out = tmp_path / "run"
     env = {"MODEL": str(tiny_model_dir), "DATA": str(export), "OUTPUT_DIR": str(out), "NUM_GPUS": "2",
-           "ZERO_STAGE": "2", "EPOCHS": "2", "LR": "2e-3", "BATCH": "2", "GRAD_ACC": "1",
-           "MIN_PIXELS": str(4 * 28 * 28), "MAX_PIXELS": str(16 * 28 * 28), "SYSTEM_PROMPT": "none",
-           "REPORT_TO": "wandb", "WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path), "WANDB_PROJECT": "vlprm-test",
-           "EXTRA_ARGS": "--logging_steps 1 --save_steps 3 --eval_fraction 0.25 --eval_strategy epoch "
-                         "--disable_tqdm true --warmup_steps 0"}
+           "ZERO_STAGE": "2", "WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path), "WANDB_PROJECT": "vlprm-test",
+           "EXTRA_ARGS": f"--num_train_epochs 2 --learning_rate 2e-3 --per_device_train_batch_size 2 "
+                         f"--gradient_accumulation_steps 1 --min_pixels {4 * 28 * 28} --max_pixels {16 * 28 * 28} "
+                         "--system_prompt none --report_to wandb --logging_steps 1 --save_steps 3 "
+                         "--eval_fraction 0.25 --eval_strategy epoch --disable_tqdm true --warmup_steps 0"}
     first = _run(["bash", "train/sft_qwen.sh"], env, timeout=600)
     assert first.returncode == 0, (first.stdout[-3000:], first.stderr[-3000:])
     assert "2 process(es)" in first.stdout and "gloo" in first.stdout
@@ -416,8 +416,8 @@ def test_sft_qwen_sh_deepspeed_zero2_two_cpu_ranks_then_resume(tiny_model_dir, t
     summary = json.loads((out / "train_summary.json").read_text())
     assert summary["train_samples"] == 12 and summary["eval_samples"] == 4
 
-    second = _run(["bash", "train/sft_qwen.sh"], {**env, "EPOCHS": "3", "RESUME": "last", "REPORT_TO": "none"},
-                  timeout=600)
+    second = _run(["bash", "train/sft_qwen.sh", "--num_train_epochs", "3", "--report_to", "none"],
+                  {**env, "RESUME": "last"}, timeout=600)
     assert second.returncode == 0, (second.stdout[-3000:], second.stderr[-3000:])
     resumed = json.loads((out / "train_summary.json").read_text())
     assert resumed["resumed_from"].endswith("checkpoint-6")

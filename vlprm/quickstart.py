@@ -100,11 +100,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n=== 5/6 PRM training: {prm} is newer than the training set; reusing it "
               f"(delete it to retrain)", flush=True)
     else:
-        _run(["bash", "train/sft_qwen.sh"],
-             {**env, "MODEL": str(policy), "DATA": str(synth / "export"), "OUTPUT_DIR": str(prm),
-              "NUM_GPUS": "1", "EPOCHS": "6", "LR": "1e-3", "BATCH": "4", "GRAD_ACC": "1",
-              "MIN_PIXELS": str(4 * 28 * 28), "MAX_PIXELS": str(64 * 28 * 28), "GRAD_CKPT": "false",
-              "REPORT_TO": "none", "EXTRA_ARGS": "--eval_fraction 0.2 --save_strategy no --logging_steps 4"},
+        _run(["bash", "train/sft_qwen.sh", "--num_train_epochs", "6", "--learning_rate", "1e-3",
+              "--per_device_train_batch_size", "4", "--gradient_accumulation_steps", "1",
+              "--min_pixels", str(4 * 28 * 28), "--max_pixels", str(64 * 28 * 28), "--gradient_checkpointing", "false",
+              "--report_to", "none", "--eval_fraction", "0.2", "--save_strategy", "no", "--logging_steps", "4"],
+             {**env, "MODEL": str(policy), "DATA": str(synth / "export"), "OUTPUT_DIR": str(prm), "NUM_GPUS": "1"},
              "5/6 PRM training")
         # A new PRM: the previous evaluations' scores belong to the old one.
         for old in (out / "eval").glob("tiny*"):

@@ -12,10 +12,6 @@ from dataclasses import dataclass, field
 
 LABEL_MODES = ("hard", "soft")
 
-# Qwen2.5-VL image bounds of the paper's recipe: 256 to 1280 visual tokens of 28x28 pixels.
-DEFAULT_MIN_PIXELS = 256 * 28 * 28
-DEFAULT_MAX_PIXELS = 1280 * 28 * 28
-
 
 @dataclass
 class PRMTrainConfig:
@@ -69,8 +65,11 @@ class PRMTrainConfig:
         default="hard",
         metadata={"help": "hard: cross-entropy on the '+'/'-' token; soft: cross-entropy over {+,-} against "
                           "soft_labels (MC ratio), hard for steps without one.", "choices": list(LABEL_MODES)})
-    min_pixels: int = field(default=DEFAULT_MIN_PIXELS, metadata={"help": "Image processor min_pixels."})
-    max_pixels: int = field(default=DEFAULT_MAX_PIXELS, metadata={"help": "Image processor max_pixels."})
+    # The paper's bounds (256 to 1280 visual tokens of 28x28 pixels) live in the recipe only.
+    min_pixels: int | None = field(
+        default=None, metadata={"help": "Image processor min_pixels (default: the model processor's own)."})
+    max_pixels: int | None = field(
+        default=None, metadata={"help": "Image processor max_pixels (default: the model processor's own)."})
     max_length: int = field(
         default=4096, metadata={"help": "Samples longer than this (tokens, image tokens included) are skipped."})
 

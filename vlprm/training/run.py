@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from vlprm.training.checkpoints import resolve_resume
 from vlprm.training.config import PRMTrainConfig
 
 logger = logging.getLogger("vlprm.training")
@@ -28,24 +29,6 @@ def prepare_training_args(args) -> None:
         args.label_names = ["step_labels"]
     if args.gradient_checkpointing and args.gradient_checkpointing_kwargs is None:
         args.gradient_checkpointing_kwargs = {"use_reentrant": False}
-
-
-def resolve_resume(spec: str | bool | None, output_dir: str) -> str | None:
-    """--resume_from_checkpoint: a path, or "last"/"true" for the newest checkpoint in output_dir
-    (a fresh start, with a warning, when there is none yet: a requeued job can always pass "last")."""
-    from transformers.trainer_utils import get_last_checkpoint
-
-    if spec in (None, "", False, "false", "False", "none", "None"):
-        return None
-    if spec is True or str(spec).lower() in ("last", "true", "latest"):
-        last = get_last_checkpoint(output_dir) if os.path.isdir(output_dir) else None
-        if last is None:
-            logger.warning("resume_from_checkpoint=%s: no checkpoint in %s yet, starting from scratch",
-                           spec, output_dir)
-        return last
-    if not os.path.isdir(str(spec)):
-        raise FileNotFoundError(f"resume_from_checkpoint: {spec} is not a directory; pass a checkpoint dir or 'last'")
-    return str(spec)
 
 
 def uses_deepspeed(args) -> bool:
@@ -240,7 +223,8 @@ def train_prm(cfg: PRMTrainConfig, args) -> dict[str, Any]:
         processing_class=processor, plus_id=encoder.tokens.plus_id, minus_id=encoder.tokens.minus_id,
         label_mode=cfg.label_mode,
     )
-    resume = resolve_resume(args.resume_from_checkpoint, args.output_dir)
+    with args.main_process_first(desc="resume checkpoint"):  # the main rank sets torn ones aside first
+        resume = resolve_resume(args.resume_from_checkpoint, args.output_dir, set_aside_torn=args.should_save)
     t_train = time.time()
     result = trainer.train(resume_from_checkpoint=resume)
     train_time = time.time() - t_train

@@ -21,6 +21,7 @@ from P(+) >= 0.5.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -28,7 +29,9 @@ import torch
 import torch.nn.functional as F
 from transformers import Trainer
 from transformers.trainer_pt_utils import LengthGroupedSampler
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
+from vlprm.training.checkpoints import mark_complete
 from vlprm.training.data import IGNORE_INDEX
 
 _LOSS_ONLY_KEYS = ("labels", "soft_targets", "label_positions", "step_labels")
@@ -115,6 +118,25 @@ class PRMTrainer(Trainer):
         # Ask the Trainer for num_items_in_batch (label steps over the accumulated batch and all
         # ranks); compute_loss normalises by it, so the loss counts as scaled for accumulation.
         self.model_accepts_loss_kwargs = True
+
+    # -- checkpoints -------------------------------------------------------------------------
+
+    def _save_checkpoint(self, model, trial):
+        """The Trainer's save, then the completion marker (`vlprm.training.checkpoints`) once
+        every rank has written its part, then the rotation of old checkpoints: a kill at any
+        point leaves the previous complete checkpoint in place and this one unmarked."""
+        limit, self.args.save_total_limit = self.args.save_total_limit, None
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self.args.save_total_limit = limit
+        run_dir = self._get_output_dir(trial=trial)
+        self.accelerator.wait_for_everyone()
+        if self.args.should_save:
+            mark_complete(os.path.join(run_dir, f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"),
+                          self.state.global_step)
+            rotate_checkpoints(output_dir=run_dir, save_total_limit=limit,
+                               best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=True)
 
     # -- sampling ----------------------------------------------------------------------------
 

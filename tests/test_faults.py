@@ -228,6 +228,20 @@ def test_model_reference_that_is_neither_a_path_nor_a_hub_id_is_refused(tmp_path
         check_model_ref("org/not-cached-model", "policy.model")
 
 
+def test_missing_model_paths_are_refused_by_both_clis_before_any_work(server, puzzles, tmp_path):
+    nope = tmp_path / "no-such-model"
+    proc = _cli("eval", "--benchmarks", f"[{{name: puzzles, path: {puzzles}}}]", "--prm.model", str(nope),
+                "--policy.backend", "openai", "--policy.model", "policy", "--policy.base_url", server.base_url,
+                "--output_root", str(tmp_path / "eval"))
+    assert _one_line_error(proc) == (f"error: prm.model: model {str(nope)!r} not found: no such local path, "
+                                     "and not a hub id like 'org/name'")
+    proc = _cli("synthesize", "--out", str(tmp_path / "run"), "--data.path", str(puzzles), "--policy.backend", "vllm",
+                "--policy.model", str(nope))
+    assert _one_line_error(proc) == (f"error: policy.model: model {str(nope)!r} not found: no such local path, "
+                                     "and not a hub id like 'org/name'")
+    assert server.seen == [] and not (tmp_path / "eval").exists()
+
+
 def test_output_dir_that_is_a_file_or_on_a_full_disk_is_refused_at_start(tmp_path, monkeypatch):
     import shutil
     from collections import namedtuple

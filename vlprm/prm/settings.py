@@ -159,6 +159,10 @@ def resolve_prm_settings(model: str | os.PathLike, overrides: Mapping[str, Any] 
     has_prompt = "system_prompt" in ov and ov["system_prompt"] != AUTO
     suffix = parse_step_suffix(ov.get("step_suffix"))
     if base is None and not (has_prompt and suffix is not None):
+        from vlprm.paths import check_model_ref, is_hub_id
+
+        if not source and not is_hub_id(os.fspath(model)):  # a missing path says so, not that its record is
+            check_model_ref(os.fspath(model), flag("model").lstrip("-"))
         raise ConfigError(
             f"PRM {os.fspath(model)!r} has no {SETTINGS_FILE} recording the settings it was trained with, so it "
             f"cannot be scored without guessing: pass {flag('settings')} PATH.json, or both "

@@ -542,16 +542,22 @@ def _puzzles_with_bad_records(root: Path) -> dict[str, str]:
     return {**expected, f"{f.stem}_0001": "not valid JSON"}  # the torn line's record id: by position
 
 
-def test_bad_input_records_are_named_in_skipped_jsonl(server, tmp_path):
-    """Through the synthesis CLI on tiny data: every bad record is listed in the run's
-    skipped.jsonl with benchmark, file, record id and reason, and the good ones are synthesized."""
+@pytest.mark.parametrize("pipeline", ["synthesize", "eval"])
+def test_bad_input_records_are_named_in_skipped_jsonl(pipeline, server, tmp_path):
+    """Through the synthesis and the eval CLI on tiny data: every bad record is listed in the
+    run's skipped.jsonl with benchmark, file, record id and reason; the good ones are sampled."""
     data = tmp_path / "data"
     expected = _puzzles_with_bad_records(data)
-    out = tmp_path / "run"
-    proc = _cli("synthesize", "--out", str(out), "--data.benchmark", "puzzles", "--data.path", str(data),
-                "--stages", "rollouts", "--policy.backend", "openai", "--policy.model", "policy", "--policy.n", "1",
-                "--policy.max_tokens", "64", "--policy.backend_kwargs", f"{{base_url: {server.base_url}}}",
-                "--progress", "false")
+    policy = ("--policy.backend", "openai", "--policy.model", "policy", "--policy.n", "1", "--policy.max_tokens", "64",
+              "--policy.backend_kwargs", f"{{base_url: {server.base_url}}}")
+    if pipeline == "synthesize":
+        out = tmp_path / "run"
+        proc = _cli("synthesize", "--out", str(out), "--data.benchmark", "puzzles", "--data.path", str(data),
+                    "--stages", "rollouts", *policy, "--progress", "false")
+    else:
+        proc = _cli("eval", "--benchmarks", f"[{{name: puzzles, path: {data}}}]", *policy, "--stages", "sample",
+                    "--output_root", str(tmp_path / "eval"))
+        [out] = (tmp_path / "eval").iterdir()
     assert proc.returncode == 0, proc.stderr[-3000:]
     skipped = [json.loads(x) for x in (out / "skipped.jsonl").read_text().splitlines()]
     got = {s["id"]: s for s in skipped}
@@ -559,8 +565,8 @@ def test_bad_input_records_are_named_in_skipped_jsonl(server, tmp_path):
     for rid, reason in expected.items():
         assert got[rid]["reason"].startswith(reason), got[rid]
         assert got[rid]["benchmark"] == "puzzles" and got[rid]["file"].endswith(".json")
-    rollouts = [json.loads(x) for x in (out / "rollouts.jsonl").read_text().splitlines()]
-    assert len({r["problem_id"] for r in rollouts}) == 2
+    sampled = out / ("rollouts.jsonl" if pipeline == "synthesize" else "candidates.jsonl")
+    assert len({json.loads(x)["problem_id"] for x in sampled.read_text().splitlines()}) == 2
 
 
 def test_hanging_policy_server_does_not_keep_an_evaluation_waiting(server, puzzles, tmp_path):

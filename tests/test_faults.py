@@ -368,7 +368,13 @@ def test_corrupt_line_in_the_middle_of_a_stage_file_is_warned_counted_and_redone
         f.write('{"id": "p4", "val')
     with caplog.at_level(logging.WARNING, logger="vlprm.data.store"):
         store = JsonlStore(path)
-    assert store.corrupt_count == 1 and [r.args[1] for r in caplog.records] == [2]  # line 2 again, not line 5
+    assert store.corrupt_count == 1 and not caplog.records  # line 2 was reported once; line 5 is no damage
+    from vlprm.data.store import corrupt_lines_seen
+    from vlprm.runs import StageSummary, format_summary
+
+    assert corrupt_lines_seen()[str(path)] == [2]
+    assert f"  {path}: 1 corrupt line(s) skipped (line 2); their records were redone" in \
+        format_summary("summary", [StageSummary("rollouts")], 1.0).splitlines()
 
 
 def test_disk_full_while_appending_stops_with_one_line_and_loses_nothing(tmp_path):
@@ -619,3 +625,24 @@ def test_disk_that_fills_mid_run_stops_the_cli_with_one_line_and_resumes(server,
         assert len(server.seen) - sent == 2 - len({r["problem_id"] for r in kept})  # only the missing problems
     finally:
         _umount(disk)
+
+
+def test_corrupt_line_in_a_stage_file_is_reported_by_the_cli_and_redone(server, puzzles, tmp_path):
+    out = tmp_path / "run"
+    args = ("synthesize", "--out", str(out), "--data.benchmark", "puzzles", "--data.path", str(puzzles),
+            "--stages", "rollouts", "--policy.backend", "openai", "--policy.model", "policy", "--policy.n", "1",
+            "--policy.batch_problems", "1", "--policy.backend_kwargs", f"{{base_url: {server.base_url}}}",
+            "--progress", "false")
+    assert _cli(*args).returncode == 0
+    rollouts = out / "rollouts.jsonl"
+    lines = rollouts.read_text().splitlines()
+    damaged = json.loads(lines[0])["problem_id"]
+    rollouts.write_text("\n".join([lines[0][:40]] + lines[1:]) + "\n")  # line 1 of 2 cut short
+    sent = len(server.seen)
+    proc = _cli(*args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stderr.count(f"{rollouts}:1: corrupt line skipped") == 1
+    assert f"{rollouts}: 1 corrupt line(s) skipped (line 1); their records were redone" in proc.stdout + proc.stderr
+    assert len(server.seen) == sent + 1  # only the damaged problem is sampled again
+    redone = [json.loads(x) for x in rollouts.read_text().splitlines()[2:]]
+    assert [r["problem_id"] for r in redone] == [damaged]

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from vlprm.data.store import StoreWriteError, in_shard, parse_shard, read_jsonl, write_jsonl
+from vlprm.data.store import StoreWriteError, corrupt_lines_seen, in_shard, parse_shard, read_jsonl, write_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +168,9 @@ def format_summary(title: str, summaries: Iterable[StageSummary], seconds: float
                          "rerun with --retry_failed to retry them")
             kept += s.failed_before
     lines += [f"  {x}" for x in extra]
+    for path, bad in corrupt_lines_seen().items():
+        lines.append(f"  {path}: {len(bad)} corrupt line(s) skipped (line {', '.join(map(str, bad[:5]))}"
+                     f"{', ...' if len(bad) > 5 else ''}); their records were redone")
     lines.append(f"  total time {seconds:.1f} s")
     return "\n".join(lines)
 

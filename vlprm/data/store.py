@@ -21,6 +21,13 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 log = logging.getLogger(__name__)
+# Malformed lines skipped so far in this process, by file: warned once each, listed in summaries.
+_corrupt_seen: dict[str, set[int]] = {}
+
+
+def corrupt_lines_seen() -> dict[str, list[int]]:
+    """Every malformed (not torn-last) line skipped by this process so far: {file: line numbers}."""
+    return {path: sorted(lines) for path, lines in _corrupt_seen.items()}
 
 
 class StoreWriteError(OSError):
@@ -51,8 +58,11 @@ def read_jsonl(path: str | os.PathLike, *, strict: bool = False, bad_lines: list
                     continue
                 if bad_lines is not None:
                     bad_lines.append(lineno)
-                log.warning("%s:%d: corrupt line skipped (not valid JSON: %s); its record is redone",
-                            path, lineno, e.msg)
+                seen = _corrupt_seen.setdefault(str(path), set())
+                if lineno not in seen:  # a file read by several stages is warned about once
+                    seen.add(lineno)
+                    log.warning("%s:%d: corrupt line skipped (not valid JSON: %s); its record is redone",
+                                path, lineno, e.msg)
                 continue
             yield rec
 

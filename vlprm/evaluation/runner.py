@@ -157,7 +157,9 @@ def run(cfg: EvalConfig) -> dict:
     summary["skipped_file"] = str(write_skipped(run_dir, skipped, cfg.tag()))
     summary["seconds"] = round(time.time() - t0, 1)
     with open(run_dir / f"summary{cfg.tag()}.json", "w") as f:
-        json.dump(summary, f, indent=1, default=str)
+        from vlprm.secrets import redact_obj
+
+        json.dump(redact_obj(summary), f, indent=1, default=str)  # no key echoed into an error reaches it
     print(format_summary(f"evaluation summary ({run_dir}):", stages, summary["seconds"],
                          [f"skipped and failed records: {summary['skipped_file']} ({len(skipped)})"]), flush=True)
     return summary

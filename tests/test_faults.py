@@ -646,3 +646,17 @@ def test_corrupt_line_in_a_stage_file_is_reported_by_the_cli_and_redone(server, 
     assert len(server.seen) == sent + 1  # only the damaged problem is sampled again
     redone = [json.loads(x) for x in rollouts.read_text().splitlines()[2:]]
     assert [r["problem_id"] for r in redone] == [damaged]
+
+
+def test_echoed_bearer_token_reaches_no_file_of_an_evaluation(server, puzzles, tmp_path):
+    """The same through the eval CLI: a policy endpoint that echoes the key in a 500 (retried)."""
+    proc = _cli("eval", "--benchmarks", f"[{{name: puzzles, path: {puzzles}}}]", "--policy.backend", "openai",
+                "--policy.model", "echo-auth-500", "--policy.base_url", server.base_url, "--policy.api_key_env",
+                "VLPRM_FAKE_KEY", "--policy.n", "1", "--policy.backend_kwargs", "{max_retries: 1, backoff_base: 0.01}",
+                "--stages", "sample,metrics", "--output_root", str(tmp_path / "eval"), env={"VLPRM_FAKE_KEY": KEY})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sum(r["authorization"] == f"Bearer {KEY}" for r in server.seen) == 4  # 2 problems x 2 attempts
+    [run] = (tmp_path / "eval").iterdir()
+    assert "Bearer ***" in (run / "skipped.jsonl").read_text()
+    assert _files_containing(tmp_path, KEY) == []
+    assert KEY not in proc.stdout and KEY not in proc.stderr

@@ -826,7 +826,7 @@ def _puzzle_files(root: Path) -> list[Path]:
         below = _puzzle_dirs_below(root)
         where = (f"; the puzzle files are in {', '.join(str(d) for d in below[:3])}: point the path there"
                  if below else "")
-        other = f" (its JSON files {', '.join(f.name for f in files[:5])} are not puzzle records)" if files else ""
+        other = f" (not puzzle records: {', '.join(f.name for f in files[:5])})" if files else ""
         raise BenchmarkNotFoundError(f"no puzzle files in {root}{other}: expected JSON-lines files of puzzles "
                                 f"(image, question, options, answer) directly in it, e.g. data/triangle.json as in "
                                 f"declare-lab/LLM-PuzzleTest{where}")

@@ -64,7 +64,8 @@ def test_end_to_end_every_strategy_metrics_and_plots(tiny_model_dir, bench_dirs,
     assert m["benchmarks"]["mathvista"]["counts"]["problems"] == 2
     for bench in m["benchmarks"].values():
         assert bench["ks"] == [1, 2, 4]
-        assert set(bench["bon@k"]) == {"mean", "min", "last", "product", "vlprm", "outcome"}
+        # (+ the VL-PRM authors' outcome rule, vlprm.metrics.VLPRM_OUTCOME_ROW)
+        assert set(bench["bon@k"]) == {"mean", "min", "last", "product", "vlprm", "outcome", "vlprm_outcome"}
         # pass@1 is the mean correctness of all candidates; pass@k never falls with k
         p = bench["pass@k"]
         assert p["1"] <= p["2"] <= p["4"]

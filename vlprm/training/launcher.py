@@ -153,6 +153,29 @@ def accelerate_command(plan: HardwarePlan, opts, ds_config: Path, bf16: bool, po
     ]
 
 
+def write_cpu_deepspeed_config(source: Path, args, *, write: bool) -> Path:
+    """output_dir/ds_config.cpu.json: `source` fitted to DeepSpeed's CPU accelerator."""
+    path = Path(args.output_dir) / "ds_config.cpu.json"
+    if write:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        ds = cpu_deepspeed_config(json.loads(source.read_text()), bf16=args.bf16)
+        path.write_text(json.dumps(ds, indent=2) + "\n")
+    return path
+
+
+def show_plan(plan: HardwarePlan, n_cuda: int, deepspeed: str, cfg, args, cmd: Sequence[str]) -> None:
+    """Print where the run goes, its resolved settings, its global batch and the command."""
+    where = f"{plan.processes} process(es) on {n_cuda} visible GPU(s)" if plan.cuda else \
+        f"no CUDA device: {plan.processes} CPU process(es) x {plan.env['OMP_NUM_THREADS']} thread(s), " \
+        f"comm backend {flag_value(plan.flags, '--ddp_backend')}, torch AdamW"
+    say(f"{where}; {'bf16' if args.bf16 else 'fp32'}; {deepspeed}")
+    say("settings: " + " ".join(f"{k}={v}" for k, v in resolved_settings(cfg, args).items()))
+    per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps
+    say(f"global batch: {args.per_device_train_batch_size} x {args.gradient_accumulation_steps} accumulation "
+        f"x {plan.processes} rank(s) = {per_step * plan.processes}")
+    say("command: " + " ".join(shlex.quote(c) for c in cmd))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="sft_qwen", allow_abbrev=False,
@@ -194,29 +217,16 @@ def launch(argv: Sequence[str]) -> int:
     resume = resolve_resume(args.resume_from_checkpoint, args.output_dir, set_aside_torn=not opts.dry_run)
     if args.resume_from_checkpoint:
         train_argv += ["--resume_from_checkpoint", resume or ""]  # "" (nothing to resume yet): from scratch
+        args.resume_from_checkpoint = resume
 
-    ds_config = ds_source
-    if not plan.cuda:
-        ds_config = Path(args.output_dir) / "ds_config.cpu.json"
-        if not opts.dry_run:
-            ds_config.parent.mkdir(parents=True, exist_ok=True)
-            ds_config.write_text(json.dumps(cpu_deepspeed_config(json.loads(ds_source.read_text()),
-                                                                 bf16=args.bf16), indent=2) + "\n")
+    ds_config = ds_source if plan.cuda else write_cpu_deepspeed_config(ds_source, args, write=not opts.dry_run)
     if opts.main_port is None:
         from vlprm.backends.server import free_port
 
         opts.main_port = free_port()
     cmd = accelerate_command(plan, opts, ds_config, args.bf16, opts.main_port, train_argv)
 
-    where = f"{plan.processes} process(es) on {n_cuda} visible GPU(s)" if plan.cuda else \
-        f"no CUDA device: {plan.processes} CPU process(es) x {plan.env['OMP_NUM_THREADS']} thread(s), " \
-        f"comm backend {flag_value(plan.flags, '--ddp_backend')}, torch AdamW"
-    say(f"{where}; {'bf16' if args.bf16 else 'fp32'}; DeepSpeed ZeRO-{opts.zero_stage} ({ds_config})")
-    settings = resolved_settings(cfg, args)
-    say("settings: " + " ".join(f"{k}={v}" for k, v in settings.items()))
-    say(f"global batch: {args.per_device_train_batch_size} x {args.gradient_accumulation_steps} accumulation "
-        f"x {plan.processes} rank(s) = {args.per_device_train_batch_size * args.gradient_accumulation_steps * plan.processes}")
-    say("command: " + " ".join(shlex.quote(c) for c in cmd))
+    show_plan(plan, n_cuda, f"DeepSpeed ZeRO-{opts.zero_stage} ({ds_config})", cfg, args, cmd)
     if opts.dry_run:
         say("dry run: not started")
         return 0

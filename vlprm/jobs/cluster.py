@@ -258,7 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m vlprm.jobs.cluster", description=__doc__, allow_abbrev=False,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Everything after the options (or after --) goes to the pipeline's command line.")
+        epilog="Everything after the options (or after --) goes to the pipeline's command line. Defaults per "
+               f"pipeline: {RESOURCE_DEFAULTS}; merge jobs ask for no GPU.")
     p.add_argument("pipeline", choices=sorted(PIPELINES))
     p.add_argument("--scheduler", default=env.get("SCHEDULER") or "pbs", help="pbs | slurm (env SCHEDULER)")
     p.add_argument("--shards", type=int, default=int(env.get("SHARDS") or 1), help="array elements (env SHARDS)")

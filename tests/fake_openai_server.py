@@ -3,7 +3,7 @@ run here). What it does is chosen per served model name, so one server can be a 
 and a broken judge at once:
 
     policy            a step-by-step solution ending in \\boxed{<answer>} (continuations too)
-    noanswer          a solution with steps but no final answer
+    noanswer          a solution with steps but no final answer (its continuations do answer)
     big               the policy's solution with a 2 MiB first step (fills a small disk fast)
     judge             a judge reply: every step correct
     echo-auth         401 whose error message repeats the Authorization header (as some proxies do)
@@ -69,12 +69,12 @@ class FakeOpenAIServer:
     def _reply_text(self, model: str, body: dict) -> str:
         if model == "judge":
             return JUDGE
+        if body.get("continue_final_message"):  # an MC continuation of a step prefix
+            return f"Step 9: So the final answer is \\boxed{{{self.answer}}}."
         if model == "noanswer":
             return NO_ANSWER
         if model == "big":
             return SOLUTION.format(answer=self.answer).replace("circles.", "circles " + "o" * 2**21 + ".", 1)
-        if body.get("continue_final_message"):
-            return f"Step 9: So the final answer is \\boxed{{{self.answer}}}."
         return SOLUTION.format(answer=self.answer)
 
     def _handler(self):

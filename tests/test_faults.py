@@ -660,3 +660,25 @@ def test_echoed_bearer_token_reaches_no_file_of_an_evaluation(server, puzzles, t
     assert "Bearer ***" in (run / "skipped.jsonl").read_text()
     assert _files_containing(tmp_path, KEY) == []
     assert KEY not in proc.stdout and KEY not in proc.stderr
+
+
+@pytest.mark.slow
+def test_unanswered_solutions_are_not_exported_error_free_by_the_cli(puzzles, tmp_path):
+    """Through the synthesis CLI: a policy whose solutions never give a final answer, while its
+    MC continuations do (the right one for one puzzle): no exported row ends on a "+" step, and the
+    report counts the dropped ones as no_final_answer."""
+    from vlprm.data.benchmarks import load_benchmark
+
+    right = load_benchmark("puzzles", puzzles)[0].answer
+    with FakeOpenAIServer(answer=right) as srv:
+        out = tmp_path / "run"
+        proc = _cli("synthesize", "--out", str(out), "--data.benchmark", "puzzles", "--data.path", str(puzzles),
+                    "--stages", "rollouts,mc,combine,export", "--policy.backend", "openai", "--policy.model", "noanswer",
+                    "--policy.n", "2", "--policy.backend_kwargs", f"{{base_url: {srv.base_url}}}", "--mc.k", "2",
+                    "--combine.views", "[mc]", "--export.view", "mc", "--export.hf", "false", "--progress", "false")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [json.loads(x) for x in (out / "export" / "prm.jsonl").read_text().splitlines()]
+    assert all(r["labels"][-1] == "-" for r in rows), rows
+    report = (out / "report.md").read_text()
+    dropped = [line for line in report.splitlines() if line.startswith("| mc |")][-1]  # the label-view row
+    assert "no_final_answer: 2" in dropped  # the 2 solutions of the puzzle whose continuations are right

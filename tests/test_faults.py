@@ -682,3 +682,15 @@ def test_unanswered_solutions_are_not_exported_error_free_by_the_cli(puzzles, tm
     report = (out / "report.md").read_text()
     dropped = [line for line in report.splitlines() if line.startswith("| mc |")][-1]  # the label-view row
     assert "no_final_answer: 2" in dropped  # the 2 solutions of the puzzle whose continuations are right
+
+
+def test_a_key_named_by_a_config_is_masked_before_any_backend_reads_it(monkeypatch):
+    from vlprm.config import load_config, to_yaml
+    from vlprm.secrets import redact
+    from vlprm.synthesis.config import SynthesisConfig
+
+    secret = "plain-secret-value-from-env-42"
+    monkeypatch.setenv("VLPRM_OTHER_KEY", secret)
+    cfg = load_config(SynthesisConfig, None, ["--judge.api_key_env", "VLPRM_OTHER_KEY"])
+    assert redact(f"echo {secret}") == "echo ***"
+    assert "VLPRM_OTHER_KEY" in to_yaml(cfg) and secret not in to_yaml(cfg)

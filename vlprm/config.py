@@ -128,7 +128,7 @@ def build_dataclass(cls: type[T], data: dict, where: str = "") -> T:
 
     An API key written inline (`api_key: sk-...`, anywhere in the tree) is refused: configs name
     the environment variable that holds it (`api_key_env`), so a saved config never holds a key."""
-    from vlprm.secrets import inline_secret_keys
+    from vlprm.secrets import inline_secret_keys, register_env_secrets
 
     if not isinstance(data, dict):
         raise ConfigError(f"{where or 'config'} must be a mapping of {cls.__name__} keys, got {data!r}")
@@ -139,6 +139,7 @@ def build_dataclass(cls: type[T], data: dict, where: str = "") -> T:
     if inline:
         raise ConfigError(f"{inline[0]}: a secret is never written in a config (it would be saved with the "
                           "run); put it in an environment variable and name that variable with api_key_env")
+    register_env_secrets(data)
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = [k for k in data if k not in names]

@@ -32,8 +32,12 @@ _PATTERNS = (
 _SECRET_KEY_RE = re.compile(r"(?i)^(api_?key|.*_api_key|access_token|auth_token|token|secret|password"
                             r"|authorization|bearer)$")
 
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # what an environment variable's name looks like
+
 _lock = threading.Lock()
 _secrets: set[str] = set()
+# Tokens the libraries a run uses read from the environment by these names.
+WELL_KNOWN_ENV = ("OPENAI_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "WANDB_API_KEY")
 
 
 def register_secret(value: str | None) -> None:
@@ -48,6 +52,20 @@ def secret_from_env(env_name: str) -> str | None:
     value = os.environ.get(env_name) or None
     register_secret(value)
     return value
+
+
+def register_env_secrets(data: Any) -> None:
+    """Register the value of every environment variable a config names in an `*_env` field
+    (api_key_env: OPENAI_API_KEY), so it is masked even where no backend has read it yet."""
+    if isinstance(data, dict):
+        for k, v in data.items():
+            if str(k).endswith("_env") and isinstance(v, str) and _ENV_NAME.fullmatch(v):
+                secret_from_env(v)
+            else:
+                register_env_secrets(v)
+    elif isinstance(data, (list, tuple)):
+        for v in data:
+            register_env_secrets(v)
 
 
 def redact(text: str) -> str:
@@ -86,8 +104,6 @@ def _key_in_env_field(name: str, value: Any) -> bool:
         not _ENV_NAME.fullmatch(value) or bool(_PATTERNS[2].fullmatch(value)))
 
 
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
 
 def inline_secret_keys(data: Any, where: str = "") -> list[str]:
     """Dotted names of the keys in a config mapping that hold a secret written inline (a secret
@@ -122,6 +138,10 @@ class RedactingFilter(logging.Filter):
 
 
 _FILTER = RedactingFilter()
+
+
+for _name in WELL_KNOWN_ENV:
+    secret_from_env(_name)
 
 
 def install_log_redaction(logger: logging.Logger | None = None) -> None:

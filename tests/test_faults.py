@@ -694,3 +694,17 @@ def test_a_key_named_by_a_config_is_masked_before_any_backend_reads_it(monkeypat
     cfg = load_config(SynthesisConfig, None, ["--judge.api_key_env", "VLPRM_OTHER_KEY"])
     assert redact(f"echo {secret}") == "echo ***"
     assert "VLPRM_OTHER_KEY" in to_yaml(cfg) and secret not in to_yaml(cfg)
+
+
+@pytest.mark.slow
+def test_vllm_engine_arguments_are_checked_against_vllm(tmp_path):
+    """A vllm policy's backend_kwargs go to vllm.LLM: a real engine argument passes, a misspelt
+    one is refused with the closest name (vLLM's own EngineArgs, imported only for unknown keys)."""
+    from vlprm.backends import check_backend_kwargs
+
+    check_backend_kwargs("vllm", {"enable_chunked_prefill": True, "max_model_len": 2048}, "policy.backend_kwargs")
+    with pytest.raises(ConfigError) as e:
+        check_backend_kwargs("vllm", {"enforce_eagr": True}, "policy.backend_kwargs")
+    assert str(e.value).startswith("policy.backend_kwargs.enforce_eagr: not a setting of the vllm backend "
+                                   "(did you mean enforce_eager?); valid keys: max_model_len, ")
+    assert str(e.value).endswith(", or any vllm EngineArgs field")

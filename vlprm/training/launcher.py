@@ -166,7 +166,7 @@ def write_cpu_deepspeed_config(source: Path, args, *, write: bool) -> Path:
 def show_plan(plan: HardwarePlan, n_cuda: int, deepspeed: str, cfg, args, cmd: Sequence[str]) -> None:
     """Print where the run goes, its resolved settings, its global batch and the command."""
     where = f"{plan.processes} process(es) on {n_cuda} visible GPU(s)" if plan.cuda else \
-        f"no CUDA device: {plan.processes} CPU process(es) x {plan.env['OMP_NUM_THREADS']} thread(s), " \
+        f"no CUDA device: {plan.processes} process(es) on CPU x {plan.env['OMP_NUM_THREADS']} thread(s), " \
         f"comm backend {flag_value(plan.flags, '--ddp_backend')}, torch AdamW"
     say(f"{where}; {'bf16' if args.bf16 else 'fp32'}; {deepspeed}")
     say("settings: " + " ".join(f"{k}={v}" for k, v in resolved_settings(cfg, args).items()))

@@ -161,10 +161,10 @@ def format_summary(title: str, summaries: Iterable[StageSummary], seconds: float
     kept = 0
     for s in summaries:
         fails = ", ".join(f"{k}: {v}" for k, v in s.failed.most_common()) or "none"
-        lines.append(f"  {s.name:<9} written {s.written:>6}  already done {s.done_before:>6}  "
+        lines.append(f"  {s.name:<13} written {s.written:>6}  already done {s.done_before:>6}  "
                      f"failed [{fails}]  {s.seconds:7.1f} s  {s.note}".rstrip())
         if s.failed_before:
-            lines.append(f"  {'':<9} {s.failed_before} record(s) failed in an earlier run and stay failed: "
+            lines.append(f"  {'':<13} {s.failed_before} record(s) failed in an earlier run and stay failed: "
                          "rerun with --retry_failed to retry them")
             kept += s.failed_before
     lines += [f"  {x}" for x in extra]

@@ -1,5 +1,6 @@
 """A stand-in for qsub / sbatch (no scheduler runs here): records what it is sent, then runs the
-job at once with bash, once per array element with the scheduler's index variable set.
+job at once with bash, once per array element (side by side) with the scheduler's index
+variable set.
 
 Every call appends {"tool", "args", "script", "id", "after", "ran": [exit codes]} to $STANDIN_LOG;
 each run's output goes to $STANDIN_LOG.<job id>.<array index>.out.
@@ -40,13 +41,17 @@ def main(tool: str) -> int:
     indices = range(int(array.group(1)), int(array.group(2)) + 1) if array else [None]
     ran = []
     if all(all(rc == 0 for rc in by_id[a]["ran"]) and by_id[a]["ran"] for a in after):
-        for i in indices:
+        running = []
+        for i in indices:  # array elements run side by side, as on a cluster
             env = dict(os.environ)
             if i is not None:
                 env[index_var] = str(i)
-            with open(f"{log}.{job_id}.{i if i is not None else 0}.out", "w") as out:  # the job's log
-                job = subprocess.run(["bash", script_path], env=env, stdout=out, stderr=subprocess.STDOUT)
-                ran.append(job.returncode)
+            out = open(f"{log}.{job_id}.{i if i is not None else 0}.out", "w")  # the job's log
+            proc = subprocess.Popen(["bash", script_path], env=env, stdout=out, stderr=subprocess.STDOUT)
+            running.append((proc, out))
+        for proc, out in running:
+            ran.append(proc.wait())
+            out.close()
     with open(log, "a", encoding="utf-8") as f:
         f.write(json.dumps({"tool": tool, "args": args, "script": script, "id": job_id, "after": after,
                             "ran": ran}) + "\n")

@@ -1,10 +1,11 @@
 """Local node workers (vlprm.jobs.workers): the worker layout, the shard and merge commands, a
 failed worker's report, and 2 CPU workers on the tiny model giving the 1-worker run's export
-(synthesis) and metrics (evaluation), with a killed worker resumed by re-running the command."""
+(synthesis) and metrics (evaluation), with a killed worker resumed by re-running the command; SIGTERM stops every worker."""
 
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -149,3 +150,23 @@ def test_two_cpu_workers_evaluation_equals_one_worker(tiny_model_dir, tmp_path):
             assert a["num_tokens"] == b["num_tokens"] and a["p_plus"] == pytest.approx(b["p_plus"], abs=1e-6)
     assert metrics_of(out) == metrics_of(ref)
     assert metrics_of(ref)["benchmarks"]["puzzles"]["counts"]["candidates"] == 8
+
+
+def test_sigterm_to_the_launcher_stops_every_worker(tiny_model_dir, tmp_path):
+    """A scheduler ending the job (SIGTERM) stops the workers too: none is left running."""
+
+    cmd = [sys.executable, "-m", "vlprm.jobs.workers", "synthesis", "--workers", "2", "--",
+           "--config", SYNTH_CONFIG, "--out", str(tmp_path / "run"), *synthesis_args(tiny_model_dir)]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 60
+    kids: dict[int, str] = {}
+    while len(kids) < 2 and time.time() < deadline:
+        kids = _children(proc.pid)
+        time.sleep(0.1)
+    assert len(kids) == 2, kids
+    proc.send_signal(signal.SIGTERM)
+    text = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 130 and "stopping the workers" in text
+    for pid, cmdline in kids.items():  # gone (or its pid reused by another program)
+        path = Path(f"/proc/{pid}/cmdline")
+        assert not path.exists() or path.read_bytes().replace(b"\0", b" ").decode() != cmdline

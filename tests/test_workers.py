@@ -1,6 +1,7 @@
 """Local node workers (vlprm.jobs.workers): the worker layout, the shard and merge commands, a
 failed worker's report, and 2 CPU workers on the tiny model giving the 1-worker run's export
-(synthesis) and metrics (evaluation), with a killed worker resumed by re-running the command; SIGTERM stops every worker."""
+(synthesis) and metrics (evaluation), with a killed worker resumed by re-running the command;
+SIGTERM to the launcher stops every worker."""
 
 import os
 import signal

@@ -4,9 +4,11 @@ scheduler tests: the smallest settings that still run every stage on the tiny mo
 
 from __future__ import annotations
 
+import atexit
 import functools
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -26,12 +28,19 @@ def env(**extra) -> dict[str, str]:
             "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "offline", "TOKENIZERS_PARALLELISM": "false", **extra}
 
 
+def session_dir(prefix: str) -> Path:
+    """A temporary directory removed when the test session ends."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
+
+
 @functools.lru_cache(maxsize=None)
 def puzzles_dir() -> Path:
     """Four generated puzzles (two per shard of two)."""
     from vlprm.puzzles import generate_puzzles
 
-    root = Path(tempfile.mkdtemp(prefix="vlprm-runs-")) / "puzzles"
+    root = session_dir("vlprm-runs-") / "puzzles"
     generate_puzzles(root, len(PUZZLE_TYPES), seed=0, types=PUZZLE_TYPES)
     return root
 
@@ -68,7 +77,7 @@ def run_launcher(launcher: str, extra_env: dict[str, str], *args: str,
 @functools.lru_cache(maxsize=None)
 def reference_synthesis(model: Path) -> Path:
     """OUT of the 1-worker (unsharded) synthesis run."""
-    out = Path(tempfile.mkdtemp(prefix="vlprm-ref-synth-"))
+    out = session_dir("vlprm-ref-synth-")
     res = subprocess.run([sys.executable, "rollout_data_generation/run.py", "--config", SYNTH_CONFIG,
                           *synthesis_args(model), "--out", str(out)],
                          cwd=REPO, env=env(), capture_output=True, text=True, timeout=900)
@@ -79,7 +88,7 @@ def reference_synthesis(model: Path) -> Path:
 @functools.lru_cache(maxsize=None)
 def reference_eval(model: Path) -> Path:
     """The output root of the 1-worker (unsharded) evaluation run."""
-    root = Path(tempfile.mkdtemp(prefix="vlprm-ref-eval-"))
+    root = session_dir("vlprm-ref-eval-")
     cfg = eval_config(model, root / "eval.yaml")
     out_flag = PIPELINES["evaluation"].out_flag
     res = subprocess.run([sys.executable, "eval/run_eval.py", "--config", str(cfg), out_flag, str(root / "out")],

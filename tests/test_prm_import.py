@@ -98,6 +98,7 @@ def test_prm_config_writes_the_dataset_settings_into_a_checkpoint(tmp_path, caps
     out = import_prm_data(write_vlprm_jsonl(tmp_path), tmp_path / "j-out", "vl-prm", hf=False).out
     ckpt = tmp_path / "released-ckpt"
     ckpt.mkdir()
+    (ckpt / "config.json").write_text("{}")  # a released checkpoint dir: a model config, no settings record
     with pytest.raises(ValueError, match="--prm.settings"):
         resolve_prm_settings(ckpt)  # before: refused, nothing guessed
     assert prm_config_main(["--from-dataset", str(out), "--out", str(ckpt), "--max-pixels", "1003520"]) == 0

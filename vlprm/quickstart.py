@@ -67,11 +67,14 @@ def main(argv: list[str] | None = None) -> int:
     env = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
            "WANDB_MODE": "offline", "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
 
-    # 1. the embedded models: a random tiny Qwen2.5-VL and the tiny policy warmed up from it
-    base, policy = cache / "tiny-qwen2.5-vl", cache / "tiny-policy"
+    # 1. the embedded models: a random tiny Qwen2.5-VL, the tiny policy warmed up from it on gold
+    #    puzzle solutions, and the tiny judge warmed up from the policy on judge replies
+    base, policy, judge = cache / "tiny-qwen2.5-vl", cache / "tiny-policy", cache / "tiny-judge"
     _run([py, "-m", "vlprm.models.tiny", "--out", str(base)], env, "1/6 tiny Qwen2.5-VL")
     _run([py, "-m", "vlprm.models.tiny_policy", "--out", str(policy)], env,
          "2/6 tiny policy (warm-up on gold puzzle solutions; cached after the first run)")
+    _run([py, "-m", "vlprm.models.tiny_judge", "--policy", str(policy), "--out", str(judge)], env,
+         "2/6 tiny judge (the policy warmed up on judge replies to solutions with injected errors; cached)")
 
     # 2. puzzles: one set to synthesize PRM data from, another to evaluate on
     train_pz, eval_pz = out / "puzzles-train", out / "puzzles-eval"
@@ -80,12 +83,13 @@ def main(argv: list[str] | None = None) -> int:
     _run([py, "-m", "vlprm.puzzles", "generate", "--out", str(eval_pz), "--n", str(args.n_eval),
           "--seed", str(args.seed + 1)], env, "3/6 puzzles (evaluation set)")
 
-    # 3. synthesis: rollouts of the tiny policy, MC labels, the tiny policy as (a weak) judge
+    # 3. synthesis: rollouts of the tiny policy, MC labels, the tiny judge (a weak one), exported
+    #    as the paper's hybrid labels
     synth = out / "synthesis"
     _run(["bash", "rollout_data_generation/run.sh",
           "--out", str(synth), "--seed", str(args.seed),
           "--data.benchmark", "puzzles", "--data.path", str(train_pz),
-          "--policy.model", str(policy), "--judge.model", str(policy)],
+          "--policy.model", str(policy), "--judge.model", str(judge)],
          {**env, "CONFIG": "rollout_data_generation/configs/quickstart.yaml"}, "4/6 PRM data synthesis")
     _show_solutions(synth / "rollouts.jsonl")
     report = synth / "report.md"

@@ -5,6 +5,7 @@ labels, PRM training, best-of-N) has anything to separate. A couple of minutes o
 training on generated puzzles' gold solutions (perception facts, then reasoning steps, then a
 boxed letter) teaches it the structured format; being tiny, it still gets many answers wrong,
 which is what a policy for PRM data synthesis should look like. Deterministic for a seed.
+`vlprm.models.tiny_judge` trains a copy of it further into the quickstart's tiny judge.
 
     python -m vlprm.models.tiny_policy --out .cache/tiny-policy
 """
@@ -22,7 +23,7 @@ from pathlib import Path
 
 from vlprm.models.tiny import RECIPE_VERSION, ensure_built, ensure_tiny_model
 
-POLICY_RECIPE_VERSION = 1
+POLICY_RECIPE_VERSION = 1  # the same weights as before the training loop was shared with tiny_judge
 
 
 def gold_solution_text(problem) -> str:
@@ -40,15 +41,13 @@ def gold_solution_text(problem) -> str:
     return join_steps(steps, "structured")
 
 
-def _encode(processor, problem, header_ids: list[int]):
+def _encode(processor, messages: list[dict], images: list, header_ids: list[int]):
+    """Token ids and labels of a chat whose last message is the assistant's (loss on it only)."""
     from vlprm.backends.base import load_image, text_only_messages
     from vlprm.prm.format import LabelTokens, find_label_positions
-    from vlprm.prompts import build_policy_messages
 
-    msgs = build_policy_messages(problem, "structured")
-    msgs.append({"role": "assistant", "content": [{"type": "text", "text": gold_solution_text(problem)}]})
-    text = processor.apply_chat_template(text_only_messages(msgs), tokenize=False)
-    enc = processor(text=[text], images=[load_image(p) for p in problem.images], return_tensors="pt")
+    text = processor.apply_chat_template(text_only_messages(messages), tokenize=False)
+    enc = processor(text=[text], images=[load_image(p) for p in images], return_tensors="pt")
     ids = enc["input_ids"][0]
     start = find_label_positions(ids.tolist(), LabelTokens(0, 0, header_ids))[-1]
     labels = ids.clone()
@@ -57,6 +56,25 @@ def _encode(processor, problem, header_ids: list[int]):
            "image_grid_thw": enc["image_grid_thw"]}
     if "mm_token_type_ids" in enc:  # needed for the 3-D (mrope) positions of image tokens
         out["mm_token_type_ids"] = enc["mm_token_type_ids"][0]
+    return out
+
+
+def _policy_chat(problem) -> list[dict]:
+    from vlprm.prompts import build_policy_messages
+
+    msgs = build_policy_messages(problem, "structured")
+    msgs.append({"role": "assistant", "content": [{"type": "text", "text": gold_solution_text(problem)}]})
+    return msgs
+
+
+def _batches(tasks: list[list], batch_size: int, rng: random.Random) -> list[list]:
+    """One epoch of batches, each from one task, in a shuffled order."""
+    out = []
+    for data in tasks:
+        order = list(range(len(data)))
+        rng.shuffle(order)
+        out += [[data[i] for i in order[b:b + batch_size]] for b in range(0, len(order), batch_size)]
+    rng.shuffle(out)
     return out
 
 
@@ -81,6 +99,22 @@ def _collate(items, pad_id):
     return batch
 
 
+def _train(model, batches, opt, sched, pad_id: int, losses: list, tag: str, log_every: int) -> None:
+    """Teacher-forced steps over `batches`, appending each loss to `losses`."""
+    import torch
+
+    for items in batches:
+        loss = model(**_collate(items, pad_id)).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad()
+        losses.append(loss.item())
+        if log_every and len(losses) % log_every == 0:
+            print(f"[tiny-{tag}] step {len(losses)} loss {sum(losses[-log_every:]) / log_every:.3f}", flush=True)
+
+
 def build_tiny_policy(out_dir: str | os.PathLike, *, base_dir: str | os.PathLike | None = None,
                       n_puzzles: int = 180, epochs: int = 3, batch_size: int = 6, lr: float = 3e-3,
                       seed: int = 0, log_every: int = 20) -> Path:
@@ -103,39 +137,28 @@ def build_tiny_policy(out_dir: str | os.PathLike, *, base_dir: str | os.PathLike
         problems = load_benchmark("puzzles", tmp)
         processor = AutoProcessor.from_pretrained(base)
         header = LabelTokens.from_tokenizer(processor.tokenizer).header_ids
-        data = [_encode(processor, p, header) for p in problems]
+        data = [_encode(processor, _policy_chat(p), p.images, header) for p in problems]
     model = Qwen2_5_VLForConditionalGeneration.from_pretrained(base, dtype=torch.float32)
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     n_steps = epochs * ((len(data) + batch_size - 1) // batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=n_steps, pct_start=0.1)
-    step, losses = 0, []
+    losses: list[float] = []
     for _ in range(epochs):
         order = list(range(len(data)))
         rng.shuffle(order)
-        for b in range(0, len(order), batch_size):
-            batch = _collate([data[i] for i in order[b:b + batch_size]], processor.tokenizer.pad_token_id)
-            loss = model(**batch).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            sched.step()
-            opt.zero_grad()
-            losses.append(loss.item())
-            step += 1
-            if log_every and step % log_every == 0:
-                print(f"[tiny-policy] step {step}/{n_steps} loss {sum(losses[-log_every:]) / log_every:.3f}",
-                      flush=True)
+        _train(model, [[data[i] for i in order[b:b + batch_size]] for b in range(0, len(order), batch_size)],
+               opt, sched, processor.tokenizer.pad_token_id, losses, "policy", log_every)
     model.eval()
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, safe_serialization=True)
     processor.save_pretrained(out)
     meta = {"recipe_version": RECIPE_VERSION, "policy_recipe_version": POLICY_RECIPE_VERSION,
-            "seed": seed, "n_puzzles": n_puzzles, "epochs": epochs, "steps": step,
+            "seed": seed, "n_puzzles": n_puzzles, "epochs": epochs, "steps": len(losses),
             "first_loss": losses[0], "final_loss": sum(losses[-10:]) / min(10, len(losses)),
             "seconds": round(time.time() - t0, 1)}
     (out / "vlprm_tiny_policy.json").write_text(json.dumps(meta, indent=1))
-    print(f"[tiny-policy] {step} steps, loss {meta['first_loss']:.2f} -> {meta['final_loss']:.2f} "
+    print(f"[tiny-policy] {len(losses)} steps, loss {meta['first_loss']:.2f} -> {meta['final_loss']:.2f} "
           f"in {meta['seconds']} s", flush=True)
     return out
 

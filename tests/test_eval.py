@@ -447,3 +447,20 @@ def test_visuals_compare_runs_in_one_figure(tmp_path):
     bad = subprocess.run([sys.executable, str(REPO / "visuals" / "plot_results.py"), str(tmp_path)],
                          capture_output=True, text=True)
     assert bad.returncode != 0 and "not an evaluation run directory" in bad.stderr
+
+
+def test_search_choice_reaches_the_search_and_names_its_results(tmp_path, tiny_model_dir):
+    """`--search.choice vlprm_rule` (the VL-PRM authors' rule) is an eval key: it reaches the
+    SearchConfig, changes the result file's name, and a wrong value is one ConfigError."""
+    from vlprm.config import ConfigError, load_config
+    from vlprm.evaluation.config import EvalConfig
+    from vlprm.evaluation.search_stage import search_stem
+
+    base = ["--prm.model", str(tiny_model_dir), "--search.strategies", "greedy"]
+    default = load_config(EvalConfig, "eval/configs/tiny.yaml", base)
+    rule = load_config(EvalConfig, "eval/configs/tiny.yaml", base + ["--search.choice", "vlprm_rule"])
+    assert rule.search.search_config("greedy", rule.policy, 0).choice == "vlprm_rule"
+    assert default.search.search_config("greedy", default.policy, 0).choice == "max_score"
+    assert search_stem(rule, "greedy") != search_stem(default, "greedy")
+    with pytest.raises(ConfigError, match="search.choice"):
+        load_config(EvalConfig, "eval/configs/tiny.yaml", base + ["--search.choice", "best"])

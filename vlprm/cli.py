@@ -2,7 +2,7 @@
 
     vlprm tiny-model --out DIR          build the embedded tiny Qwen2.5-VL
     vlprm puzzles generate --out DIR    procedural PuzzleVQA/AlgoPuzzleVQA-style puzzles
-    vlprm tiny-policy --out DIR         the tiny model warmed up on gold puzzle solutions
+    vlprm tiny-policy --out DIR         the tiny model warmed up on gold puzzle solutions (tiny judge: python -m vlprm.models.tiny_judge)
     vlprm quickstart                    the whole pipeline on the embedded tiny model
     vlprm synthesize ...                    rollout data synthesis (= rollout_data_generation/run.py)
     vlprm train ...                     PRM training (= train/sft_qwen.py)

@@ -73,15 +73,16 @@ class SearchSpec:
     aggregation: str = field(default="last", metadata={"help": "how partial solutions are ranked"})
     final_aggregation: str = field(default="last", metadata={"help": "how the returned solution is picked"})
     threshold: float = field(default=0.5, metadata={"help": "P(+) below it: the PRM judges the step wrong"})
+    choice: str = field(default="max_score", metadata={"help": "greedy / dvts step choice: max_score | vlprm_rule "
+                                                                 "(the VL-PRM authors' P(+)^0.3 / tokens^0.6 rule)"})
 
     def search_config(self, strategy: str, policy: PolicyConfig, seed: int):
-        """The `vlprm.search.SearchConfig` of one strategy with the policy's sampling."""
+        """The `vlprm.search.SearchConfig` of one strategy: every search key of this section (same
+        names), the policy's sampling and style."""
         from vlprm.search import SearchConfig
 
-        return SearchConfig(strategy=strategy, n=self.n, beam_width=self.beam_width, n_subtrees=self.n_subtrees,
-                            max_steps=self.max_steps, max_step_tokens=self.max_step_tokens, style=policy.style,
-                            aggregation=self.aggregation, final_aggregation=self.final_aggregation,
-                            threshold=self.threshold, seed=seed, **policy.sampling_defaults())
+        keys = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "strategies"}
+        return SearchConfig(strategy=strategy, style=policy.style, seed=seed, **keys, **policy.sampling_defaults())
 
 
 @dataclass
@@ -116,6 +117,10 @@ class EvalConfig:
         bad = [s for s in self.search.strategies if s not in ("greedy", "beam", "dvts")]
         if bad:
             raise ConfigError(f"unknown search strategies {bad}; choose from greedy, beam, dvts")
+        from vlprm.search.base import CHOICES
+
+        if self.search.choice not in CHOICES:
+            raise ConfigError(f"search.choice: expected one of {', '.join(CHOICES)}, got {self.search.choice!r}")
         if not self.benchmarks:
             raise ConfigError("no benchmarks configured: add a `benchmarks:` list (name, path) to the config")
         if self.mode != "processbench" and any(b.name == "visualprocessbench" for b in self.benchmarks):

@@ -26,8 +26,10 @@ def search_stem(cfg: "EvalConfig", strategy: str) -> str:
     (the rest, in a short hash), so changing one never reuses results made with another."""
     s = cfg.search
     extra = {"beam": f"_w{s.beam_width}", "dvts": f"_m{s.n_subtrees}"}.get(strategy, "")
-    rest = json.dumps({"max_step_tokens": s.max_step_tokens, "final_aggregation": s.final_aggregation,
-                       "threshold": s.threshold}, sort_keys=True)
+    rest = {"max_step_tokens": s.max_step_tokens, "final_aggregation": s.final_aggregation, "threshold": s.threshold}
+    if s.choice != "max_score":  # the default leaves earlier runs' file names unchanged
+        rest["choice"] = s.choice
+    rest = json.dumps(rest, sort_keys=True)
     digest = hashlib.sha1(rest.encode()).hexdigest()[:6]
     return f"search_{strategy}_n{s.n}{extra}_steps{s.max_steps}_{s.aggregation}_{digest}"
 

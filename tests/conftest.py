@@ -9,6 +9,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 CACHE = Path(os.environ.get("VLPRM_CACHE", REPO / ".cache"))
+os.environ["VLPRM_CACHE"] = str(CACHE)  # loaders' image caches too: inside the repo's .cache, not ~/.cache
 
 # Nothing may reach a model hub during tests.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

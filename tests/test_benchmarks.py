@@ -9,6 +9,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+
+from vlprm.data.benchmarks.common import image_cache_for
 from PIL import Image
 
 from vlprm.data.benchmarks import (BENCHMARKS, BenchmarkFormatError, LoadReport, ProcessBenchSample,
@@ -102,7 +104,9 @@ def test_mmmu_hub_layout(mmmu_dir):
     assert Path(art.images[1]).suffix == ".jpg"  # embedded bytes kept as they are
     assert art.metadata["referenced_images"] == [1, 2]
     assert art.metadata["subject"] == "Art" and art.metadata["img_type"] == ["Paintings"]
-    assert Path(art.images[0]).parent == mmmu_dir / "_images"
+    # Embedded images go to the image cache, never into the (possibly read-only) dataset.
+    assert mmmu_dir not in Path(art.images[0]).parents
+    assert Path(art.images[0]).parent == Path(image_cache_for(mmmu_dir))
     assert probs["validation_Art_2"].answer == "C"
 
     m1 = probs["validation_Math_1"]
@@ -224,7 +228,7 @@ def test_mathvista_hub_parquet_layout(tmp_path):
     probs = {p.id: p for p in load_mathvista(root, split="testmini")}
     assert probs["3"].answer == "B" and probs["1"].metadata["precision"] == 1
     # images/ is not there, so the embedded decoded_image is written to the cache.
-    assert all(Path(p.images[0]).is_file() and "_images" in p.images[0] for p in probs.values())
+    assert all(Path(p.images[0]).is_file() and root not in Path(p.images[0]).parents for p in probs.values())
     assert color_of(probs["1"].images[0]) == GREEN
 
 

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
+from vlprm.data.benchmarks.common import image_cache_for as image_cache_dir  # noqa: F401 (re-export)
 from vlprm.data.store import StoreWriteError, corrupt_lines_seen, in_shard, parse_shard, read_jsonl, write_jsonl
 
 log = logging.getLogger(__name__)
@@ -81,16 +82,6 @@ def read_stage(run_dir: str | os.PathLike, stem: str, key: str = "id") -> dict[s
             if key in rec:
                 out[str(rec[key])] = rec
     return out
-
-
-def image_cache_dir(dataset_path: str | os.PathLike, configured: str | None = None) -> str:
-    """Where a run's loaders write embedded images: the configured dir, else one per dataset
-    under $VLPRM_CACHE/images (~/.cache/vlprm), never inside the dataset (which may be read-only)."""
-    if configured:
-        return str(configured)
-    root = os.environ.get("VLPRM_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "vlprm")
-    name = re.sub(r"[^A-Za-z0-9._-]+", "_", os.path.abspath(os.fspath(dataset_path)).strip("/"))[-150:]
-    return os.path.join(root, "images", name)
 
 
 # --------------------------------------------------------------------------- records

@@ -161,6 +161,16 @@ def _decode_failure(e: BaseException) -> str:
     return "truncated image" if "truncated" in str(e).lower() else "corrupt image"
 
 
+def image_cache_for(dataset_path: str | os.PathLike, configured: str | None = None) -> str:
+    """Where loaders write embedded images: the configured dir, else one per dataset
+    under $VLPRM_CACHE/images (~/.cache/vlprm), never inside the dataset (which may be read-only)."""
+    if configured:
+        return str(configured)
+    root = os.environ.get("VLPRM_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "vlprm")
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", os.path.abspath(os.fspath(dataset_path)).strip("/"))[-150:]
+    return os.path.join(root, "images", name)
+
+
 class _Images:
     """Turns image fields (paths, {bytes, path} dicts, PIL images) into verified files on disk."""
 

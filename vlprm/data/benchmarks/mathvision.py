@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from vlprm.data.benchmarks.common import (LoadReport, _answer_to_letter, _check_bad_line, _check_options_type,
+from vlprm.data.benchmarks.common import (image_cache_for, LoadReport, _answer_to_letter, _check_bad_line, _check_options_type,
                                           _collect, _find_one, _hub_cache, _hub_rows, _Images, _is_local,
                                           _iter_jsonl, _letters_for, _Raw, _read_parquet, _RecordError, _require,
                                           infer_answer_type)
@@ -59,7 +59,7 @@ def load_mathvision(path_or_hub_id: str | os.PathLike = "MathLLMs/MathVision", s
                                  f"data/{split}-*.parquet"], "MathVision", split)
         base = files[0].parent
         bases = [base, base.parent] + ([root] if root.is_dir() else [])
-        images = _Images(image_cache_dir or base / "_images", check_images)
+        images = _Images(image_cache_for(base, image_cache_dir), check_images)
 
         def raws():
             for f in files:

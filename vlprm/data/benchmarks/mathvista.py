@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from vlprm.data.benchmarks.common import (BenchmarkFormatError, LoadReport, _answer_to_letter, _BadLine,
+from vlprm.data.benchmarks.common import (image_cache_for, BenchmarkFormatError, LoadReport, _answer_to_letter, _BadLine,
                                           _check_options_type, _collect, _find_one, _hub_cache, _hub_rows, _Images,
                                           _is_local, _is_missing, _letters_for, _Raw, _read_json, _read_parquet,
                                           _read_queries, _RecordError, _require, _with_checked)
@@ -103,7 +103,7 @@ def load_mathvista(path_or_hub_id: str | os.PathLike = "AI4Math/MathVista", spli
                                  f"data/{split}-*.parquet"], "MathVista", split)
         base = files[0].parent
         bases = [base, base.parent] + ([root] if root.is_dir() else [])
-        images = _Images(image_cache_dir or base / "_images", check_images)
+        images = _Images(image_cache_for(base, image_cache_dir), check_images)
 
         def raws():
             for f in files:

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 from typing import Any, Iterable
 
-from vlprm.data.benchmarks.common import (BenchmarkNotFoundError, LoadReport, _collect, _hub_cache, _hub_rows,
+from vlprm.data.benchmarks.common import (image_cache_for, BenchmarkNotFoundError, LoadReport, _collect, _hub_cache, _hub_rows,
                                           _Images, _is_local, _letters_for, _Raw, _read_parquet, _RecordError,
                                           _require, _check_options_type, infer_answer_type)
 from vlprm.data.schema import Problem
@@ -123,7 +123,7 @@ def load_mmmu(path_or_hub_id: str | os.PathLike = "MMMU/MMMU", split: str | None
     if _is_local(path_or_hub_id):
         root = Path(path_or_hub_id).resolve()
         base = root if root.is_dir() else root.parent
-        images = _Images(image_cache_dir or base / "_images", check_images)
+        images = _Images(image_cache_for(base, image_cache_dir), check_images)
 
         def raws():
             for f in _mmmu_files(root, split):

@@ -10,7 +10,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterable
 
-from vlprm.data.benchmarks.common import (BenchmarkNotFoundError, LoadReport, _answer_to_letter, _check_bad_line,
+from vlprm.data.benchmarks.common import (image_cache_for, BenchmarkNotFoundError, LoadReport, _answer_to_letter, _check_bad_line,
                                           _check_options_type, _collect, _hub_cache, _hub_rows, _Images,
                                           _is_local, _iter_jsonl, _letters_for, _Raw, _require,
                                           infer_answer_type)
@@ -106,7 +106,7 @@ def _load_puzzle_dir(benchmark: str, path_or_hub_id, split, limit, *, first_n_pe
     if _is_local(path_or_hub_id):
         root = Path(path_or_hub_id).resolve()
         data_dir = root if root.is_dir() else root.parent
-        images = _Images(image_cache_dir or data_dir / "_images", check_images)
+        images = _Images(image_cache_for(data_dir, image_cache_dir), check_images)
         bases = [data_dir, data_dir.parent]
 
         def raws():

@@ -6,7 +6,7 @@ import json
 import os
 from pathlib import Path
 
-from vlprm.data.benchmarks.common import (LoadReport, ProcessBenchSample, _check_bad_line, _collect, _find_one,
+from vlprm.data.benchmarks.common import (image_cache_for, LoadReport, ProcessBenchSample, _check_bad_line, _collect, _find_one,
                                           _Images, _is_local, _iter_jsonl, _Raw, _RecordError, _require,
                                           _safe_name, infer_answer_type)
 from vlprm.data.schema import Problem
@@ -59,7 +59,7 @@ def load_visualprocessbench(path_or_hub_id: str | os.PathLike = "OpenGVLab/Visua
     root = Path(path_or_hub_id).resolve()
     f = _find_one(root, [f"{split}.jsonl", f"data/{split}.jsonl"], "VisualProcessBench", split)[0]
     bases = [f.parent, f.parent.parent] + ([root] if root.is_dir() else [])
-    images = _Images(image_cache_dir or f.parent / "_images", check_images)
+    images = _Images(image_cache_for(f.parent, image_cache_dir), check_images)
     raws = _iter_jsonl(f, lambda i, r: r.get("id") or f"vpb_{i:05d}")
     return _collect(raws, lambda r: _vpb_convert(r, images, bases), benchmark="visualprocessbench",
                     source=str(root), on_error=on_error, report=report, limit=limit)

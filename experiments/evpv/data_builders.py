@@ -6,13 +6,13 @@ All three write a dataset directory:
     DIR/images/      the images, named by content hash (copied once)
     DIR/meta.json    {"kind", "rows", "skipped": {reason: count}, ...}
 
-Chat SFT rows (kind "chat_sft"; `train/sft_chat.py` reads them)::
+Chat SFT rows (kind "chat_sft"; `python -m experiments.evpv.sft_chat` reads them)::
 
     {"id": ..., "task": "evpv_describe" | "evpv_step_judge", "images": ["images/ab12.png"],
      "messages": [{"role": "system", "content": "..."}, {"role": "user", "content": "..."},
                   {"role": "assistant", "content": "<target JSON>"}]}
 
-DPO rows (kind "dpo"; TRL's conversational preference format with images, `train/dpo_evpv.py`)::
+DPO rows (kind "dpo"; TRL's conversational preference format with images, `python -m experiments.evpv.dpo_evpv`)::
 
     {"id": ..., "images": [...], "prompt": [system, user messages], "chosen": [{"role": "assistant",
      "content": ...}], "rejected": [...], "problem_id": ..., "chosen_id": ..., "rejected_id": ...}

@@ -99,7 +99,7 @@ def _stages(args: Sequence[str]) -> list[str]:
 
 
 PIPELINES = {
-    # Shards write OUT/shards/i-of-n/; the merge joins them by key into OUT, then combine + export.
+    # Shards write OUT/<stage>.shard<i>of<n>.jsonl; the merge reads them all by key, then combine + export.
     "synthesis": Pipeline("synthesis", "rollout_data_generation/run.py", "--out", "out", (),
                           "rollout_data_generation/merge_shards.py", ()),
     # Shards write suffixed files into one run dir under OUT; `--stages metrics` reads them all.

@@ -412,6 +412,21 @@ def _read_queries(path: Path) -> dict:
     return {str(k): v for k, v in data.items() if isinstance(v, str)} if isinstance(data, dict) else {}
 
 
+def _local_split(root: Path, patterns: list[str], name: str, split: str, image_cache_dir, check_images: bool):
+    """A split in a released local layout: its data files, the dirs its relative image paths
+    resolve against (the file's dir, its parent, the given root), and the image handler."""
+    files = _find_one(root, patterns, name, split)
+    base = files[0].parent
+    bases = [base, base.parent] + ([root] if root.is_dir() else [])
+    return files, bases, _Images(image_cache_for(base, image_cache_dir), check_images)
+
+
+def _iter_parquet(path: Path, id_fn) -> Iterator["_Raw"]:
+    """Rows of a parquet file as raw records, the id from id_fn(row index, record)."""
+    for i, rec in enumerate(_read_parquet(path)):
+        yield _Raw(str(path), f"row {i}", str(id_fn(i, rec)), rec)
+
+
 def _find_one(root: Path, patterns: list[str], name: str, split: str) -> list[Path]:
     """The data file(s) of a split: root itself if a file, else the first pattern that matches."""
     if root.is_file():

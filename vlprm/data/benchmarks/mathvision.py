@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from vlprm.data.benchmarks.common import (image_cache_for, LoadReport, _answer_to_letter, _check_bad_line, _check_options_type,
-                                          _collect, _find_one, _hub_cache, _hub_rows, _Images, _is_local,
-                                          _iter_jsonl, _letters_for, _Raw, _read_parquet, _RecordError, _require,
+from vlprm.data.benchmarks.common import (LoadReport, _answer_to_letter, _check_bad_line, _check_options_type,
+                                          _collect, _hub_cache, _iter_parquet, _local_split, _hub_rows, _Images, _is_local,
+                                          _iter_jsonl, _letters_for, _Raw, _RecordError, _require,
                                           infer_answer_type)
 from vlprm.data.schema import Problem
 
@@ -55,19 +55,16 @@ def load_mathvision(path_or_hub_id: str | os.PathLike = "MathLLMs/MathVision", s
     split = split or "test"
     if _is_local(path_or_hub_id):
         root = Path(path_or_hub_id).resolve()
-        files = _find_one(root, [f"{split}.jsonl", f"data/{split}.jsonl", f"{split}-*.parquet",
-                                 f"data/{split}-*.parquet"], "MathVision", split)
-        base = files[0].parent
-        bases = [base, base.parent] + ([root] if root.is_dir() else [])
-        images = _Images(image_cache_for(base, image_cache_dir), check_images)
+        files, bases, images = _local_split(root, [f"{split}.jsonl", f"data/{split}.jsonl", f"{split}-*.parquet",
+                                                   f"data/{split}-*.parquet"], "MathVision", split,
+                                            image_cache_dir, check_images)
 
         def raws():
             for f in files:
                 if f.suffix == ".jsonl":
                     yield from _iter_jsonl(f, lambda i, r: r.get("id", f"line{i + 1}"))
                 else:
-                    for i, rec in enumerate(_read_parquet(f)):
-                        yield _Raw(str(f), f"row {i}", str(rec.get("id", i)), rec)
+                    yield from _iter_parquet(f, lambda i, r: r.get("id", i))
         source = str(root)
     else:
         hub_id, bases = str(path_or_hub_id), []

@@ -6,9 +6,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from vlprm.data.benchmarks.common import (image_cache_for, BenchmarkFormatError, LoadReport, _answer_to_letter, _BadLine,
-                                          _check_options_type, _collect, _find_one, _hub_cache, _hub_rows, _Images,
-                                          _is_local, _is_missing, _letters_for, _Raw, _read_json, _read_parquet,
+from vlprm.data.benchmarks.common import (BenchmarkFormatError, LoadReport, _answer_to_letter, _BadLine,
+                                          _check_options_type, _collect, _hub_cache, _iter_parquet, _local_split, _hub_rows, _Images,
+                                          _is_local, _is_missing, _letters_for, _Raw, _read_json,
                                           _read_queries, _RecordError, _require, _with_checked)
 from vlprm.data.schema import Problem
 
@@ -99,11 +99,9 @@ def load_mathvista(path_or_hub_id: str | os.PathLike = "AI4Math/MathVista", spli
     split = split or "testmini"
     if _is_local(path_or_hub_id):
         root = Path(path_or_hub_id).resolve()
-        files = _find_one(root, [f"{split}.json", f"data/{split}.json", f"{split}-*.parquet",
-                                 f"data/{split}-*.parquet"], "MathVista", split)
-        base = files[0].parent
-        bases = [base, base.parent] + ([root] if root.is_dir() else [])
-        images = _Images(image_cache_for(base, image_cache_dir), check_images)
+        files, bases, images = _local_split(root, [f"{split}.json", f"data/{split}.json", f"{split}-*.parquet",
+                                                   f"data/{split}-*.parquet"], "MathVista", split,
+                                            image_cache_dir, check_images)
 
         def raws():
             for f in files:
@@ -116,11 +114,10 @@ def load_mathvista(path_or_hub_id: str | os.PathLike = "AI4Math/MathVista", spli
                     for key, rec in data.items():
                         if isinstance(rec, dict) and "query" not in rec and key in queries:
                             rec = {**rec, "query": queries[key]}
-                        data = rec if isinstance(rec, dict) else _BadLine("the value is not an object")
-                        yield _Raw(str(f), f"key {key!r}", str(key), data)
+                        record = rec if isinstance(rec, dict) else _BadLine("the value is not an object")
+                        yield _Raw(str(f), f"key {key!r}", str(key), record)
                 else:
-                    for i, rec in enumerate(_read_parquet(f)):
-                        yield _Raw(str(f), f"row {i}", str(rec.get("pid", i)), rec)
+                    yield from _iter_parquet(f, lambda i, r: r.get("pid", i))
         source = str(root)
     else:
         hub_id = str(path_or_hub_id)
